@@ -48,7 +48,7 @@ def _rows_per_chunk(ops: Ops, n_features: int) -> int:
     """Rows processed at once: small enough to stay in cache on a CPU, large on a GPU."""
     if ops.kind == "torch" and ops.device.type != "cpu":
         return max(1024, (1 << 27) // max(n_features, 1))
-    return 1024 if ops.kind == "numpy" else 4096
+    return max(1024 if ops.kind == "numpy" else 4096, (1 << 19) // max(n_features, 1))
 
 
 @dataclass
