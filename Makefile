@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	touch $(STAMP)
 
 figures: $(STAMP)
-	OMP_NUM_THREADS=1 $(VENV)/bin/snakemake --cores $(CORES) --config scale=$(SCALE)
+	OMP_NUM_THREADS=1 $(VENV)/bin/snakemake --profile profiles/default --cores $(CORES) --config scale=$(SCALE)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

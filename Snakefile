@@ -3,7 +3,7 @@
 # Snakemake owns files and order; Hydra configs under config/ own the parameters;
 # the rigidity library owns the mathematics.
 
-from snakemake.utils import min_version
+from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
@@ -11,9 +11,22 @@ min_version("9.0")
 configfile: "config/workflow.yaml"
 
 
+validate(config, "config/workflow.schema.yaml")
+
+
 include: "experiments/rules/common.smk"
+include: "experiments/rules/data.smk"
+include: "experiments/rules/train.smk"
+include: "experiments/rules/rigidity.smk"
+include: "experiments/rules/figures.smk"
 
 
 rule all:
     input:
-        get_figure_targets(),
+        get_dataset_targets(),
+        get_figure_targets(IMPLEMENTED),
+
+
+rule all_figures:
+    input:
+        get_figure_targets(EXPERIMENTS),

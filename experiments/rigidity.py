@@ -1,0 +1,19 @@
+"""Stage "rigidity": PR / LPR / CPR analyses of an experiment into a result table.
+
+    python -m experiments.rigidity experiment=<name> scale=<scale> inputs='[...]' output=<path>
+
+``inputs`` are the files the Snakemake rule names as inputs, ``output`` is the result table (csv).
+Each experiment registers its function in ``STAGES`` when its figure is implemented.
+"""
+
+from __future__ import annotations
+
+from ._stage import Stage, entry_point
+
+#: experiment name -> rigidity analysis function taking the composed config
+STAGES: dict[str, Stage] = {}
+
+main = entry_point("rigidity analysis", STAGES)
+
+if __name__ == "__main__":
+    main()
