@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 
-__all__ = ["is_torch", "bad_rows", "Ops", "ops_for", "numpy_ops"]
+__all__ = ["is_torch", "bad_rows", "Ops"]
 
 
 def is_torch(x: Any) -> bool:
@@ -192,14 +192,3 @@ class Ops:
 
     def sqrt(self, x: Any) -> Any:
         return np.sqrt(x) if self.kind == "numpy" else x.sqrt()
-
-
-def ops_for(x: Any, dtype: Any = "float64") -> Ops:
-    """Operations matching the kind and device of ``x``."""
-    if is_torch(x):
-        return Ops("torch", dtype, x.device)
-    return Ops("numpy", dtype)
-
-
-def numpy_ops(dtype: Any = "float64") -> Ops:
-    return Ops("numpy", dtype)

@@ -34,7 +34,7 @@ factorisation is reused until the accumulated rank makes a new one cheaper.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -566,9 +566,6 @@ class _Candidates:
         self.n = len(counts)
         self.kmax = int(counts.max())
         self.uniform = bool((counts == self.kmax).all())
-
-    def rows_of(self, i: int) -> Any:
-        return self.rows[self.offsets[i] : self.offsets[i + 1]]
 
     def padded(self, U: Any, start: int, stop: int) -> Any:
         """Rows U of candidates start..stop-1 as (c, kmax, d) with zero padding, or (c, d) when kmax == 1."""

@@ -18,7 +18,6 @@ def _loss(w, A, b, lam, reg):
 
 def _constrained_minimum(A, b, lam, reg, g, target):
     """min_w 0.5 sum lam (A w - b)^2 + 0.5 reg |w|^2 subject to g.w = target."""
-    d = A.shape[1]
     w_p = g * target / (g @ g)  # a particular solution of the constraint
     N = null_space(g[None, :])  # (d, d-1) basis of the directions that keep g.w fixed
     sq = np.sqrt(lam)[:, None]

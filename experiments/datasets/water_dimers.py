@@ -37,11 +37,9 @@ import logging
 
 import numpy as np
 from ase import Atoms
-from ase.calculators.calculator import CalculationFailed
 
 from .io import DatasetError
-from .references import REFERENCES, calculator, label
-from .water_geometry import check_range, random_rotation, sample_water
+from .water_geometry import check_range, check_xtb_reference, label_drawn, random_rotation, sample_water
 
 __all__ = ["Params", "sample_dimer", "min_intermolecular_distance", "o_o_distance", "sort_dimers", "generate",
            "prepare"]
@@ -50,8 +48,6 @@ log = logging.getLogger(__name__)
 
 #: stream tag mixed into the seed: dimers' molecules differ from the monomers under one master seed
 _STREAM = 7402
-
-_XTB = ("gfn2-xtb", "gfn1-xtb")
 
 
 @dataclasses.dataclass
@@ -134,8 +130,7 @@ def _check(params: Params) -> None:
     check_range("O-O distance (A)", params.o_o_min, params.o_o_max)
     if params.min_intermolecular < 0:
         raise ValueError(f"min_intermolecular = {params.min_intermolecular} A must not be negative")
-    if params.reference not in _XTB:
-        raise ValueError(f"reference {params.reference!r} is not one of {_XTB} (this generator labels with tblite)")
+    check_xtb_reference(params.reference)
 
 
 def generate(params: Params, seed: int) -> list[Atoms]:
@@ -158,28 +153,15 @@ def generate(params: Params, seed: int) -> list[Atoms]:
     """
     _check(params)
     rng = np.random.default_rng([int(seed), _STREAM])
-    settings = dict(electronic_temperature=float(params.electronic_temperature), accuracy=float(params.accuracy))
-    calc = calculator(params.reference, **settings)
-    frames: list[Atoms] = []
-    failures = 0
-    while len(frames) < params.n_dimers:
+
+    def draw():
         distance = float(rng.uniform(params.o_o_min, params.o_o_max))
         positions = sample_dimer(rng, distance, params)
         atoms = Atoms("OH2OH2", positions=positions, pbc=False)
-        try:
-            atoms = label(atoms, params.reference, calc=calc, **settings)
-        except CalculationFailed as err:
-            failures += 1
-            log.warning("%s failed on a dimer at O-O %.3f A: %s; redrawing", REFERENCES[params.reference][0],
-                        distance, err)
-            if failures > params.max_redraws:
-                raise RuntimeError(f"{failures} SCF failures, more than max_redraws = {params.max_redraws}") from err
-            calc = calculator(params.reference, **settings)
-            continue
-        atoms.info.update(min_intermolecular=min_intermolecular_distance(positions), subset="train")
-        frames.append(atoms)
-    log.info("water_dimers: %d dimers labelled with %s (%d redrawn after SCF failures)", len(frames),
-             REFERENCES[params.reference][0], failures)
+        info = dict(min_intermolecular=min_intermolecular_distance(positions), subset="train")
+        return atoms, info, f"a dimer at O-O {distance:.3f} A"
+
+    frames = label_drawn(params.n_dimers, draw, params, "water dimers")
     return sort_dimers(frames)
 
 

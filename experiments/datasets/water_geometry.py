@@ -2,7 +2,8 @@
 
 Shared by :mod:`.water_monomers` and :mod:`.water_dimers`, so that the molecules
 of the dimers (Fig 7's training set) and the isolated monomers (Fig 7's
-extrapolation set) are drawn from the same distribution of distortions.
+extrapolation set) are drawn from the same distribution of distortions, and
+labelled by the same tight-binding loop (:func:`label_drawn`).
 
 A molecule is stored O, H, H (the order of the paper's files). Its two O-H bond
 lengths are drawn independently and uniformly in ``[bond_min, bond_max]`` (A)
@@ -15,9 +16,29 @@ angle(H-O-H) = 107.2 degrees.
 
 from __future__ import annotations
 
-import numpy as np
+import logging
+from typing import Any, Callable
 
-__all__ = ["random_rotation", "water_positions", "internal_coordinates", "sample_water", "check_range"]
+import numpy as np
+from ase import Atoms
+from ase.calculators.calculator import CalculationFailed
+
+from .references import REFERENCES, calculator, label
+
+__all__ = [
+    "random_rotation",
+    "water_positions",
+    "internal_coordinates",
+    "sample_water",
+    "check_range",
+    "check_xtb_reference",
+    "label_drawn",
+]
+
+log = logging.getLogger(__name__)
+
+#: references the water generators accept (tblite tight binding)
+XTB_REFERENCES = ("gfn2-xtb", "gfn1-xtb")
 
 
 def check_range(name: str, low: float, high: float, positive: bool = True) -> None:
@@ -128,3 +149,37 @@ def sample_water(
     angle = rng.uniform(angle_min, angle_max)
     positions = water_positions(r1, r2, angle) @ random_rotation(rng).T
     return positions, (float(r1), float(r2), float(angle))
+
+
+def check_xtb_reference(reference: str) -> None:
+    if reference not in XTB_REFERENCES:
+        raise ValueError(f"reference {reference!r} is not one of {XTB_REFERENCES} (this generator labels with tblite)")
+
+
+def label_drawn(n: int, draw: Callable[[], tuple[Atoms, dict[str, Any], str]], params: Any, what: str) -> list[Atoms]:
+    """Label ``n`` structures from ``draw()`` with ``params.reference``, redrawing after SCF failures.
+
+    ``draw`` returns (structure, info to add once labelled, a description for the
+    log). ``params`` carries ``reference``, ``electronic_temperature`` (K),
+    ``accuracy`` and ``max_redraws``; more failures than that raise RuntimeError.
+    """
+    settings = dict(electronic_temperature=float(params.electronic_temperature), accuracy=float(params.accuracy))
+    method = REFERENCES[params.reference][0]
+    calc = calculator(params.reference, **settings)
+    frames: list[Atoms] = []
+    failures = 0
+    while len(frames) < n:
+        atoms, info, description = draw()
+        try:
+            atoms = label(atoms, params.reference, calc=calc, **settings)
+        except CalculationFailed as err:
+            failures += 1
+            log.warning("%s failed on %s: %s; redrawing", method, description, err)
+            if failures > params.max_redraws:
+                raise RuntimeError(f"{failures} SCF failures, more than max_redraws = {params.max_redraws}") from err
+            calc = calculator(params.reference, **settings)
+            continue
+        atoms.info.update(info)
+        frames.append(atoms)
+    log.info("%d %s labelled with %s (%d redrawn after SCF failures)", len(frames), what, method, failures)
+    return frames

@@ -28,10 +28,8 @@ import logging
 
 import numpy as np
 from ase import Atoms
-from ase.calculators.calculator import CalculationFailed
 
-from .references import REFERENCES, calculator, label
-from .water_geometry import sample_water
+from .water_geometry import check_xtb_reference, label_drawn, sample_water
 
 __all__ = ["Params", "generate"]
 
@@ -39,9 +37,6 @@ log = logging.getLogger(__name__)
 
 #: stream tag mixed into the seed: monomers differ from the dimers' molecules under one master seed
 _STREAM = 7401
-
-#: references this generator accepts (tblite tight binding)
-_XTB = ("gfn2-xtb", "gfn1-xtb")
 
 
 @dataclasses.dataclass
@@ -60,8 +55,7 @@ class Params:
 def _check(params: Params) -> None:
     if params.n_monomers < 1:
         raise ValueError(f"n_monomers = {params.n_monomers} must be at least 1")
-    if params.reference not in _XTB:
-        raise ValueError(f"reference {params.reference!r} is not one of {_XTB} (this generator labels with tblite)")
+    check_xtb_reference(params.reference)
 
 
 def generate(params: Params, seed: int) -> list[Atoms]:
@@ -84,26 +78,13 @@ def generate(params: Params, seed: int) -> list[Atoms]:
     """
     _check(params)
     rng = np.random.default_rng([int(seed), _STREAM])
-    settings = dict(electronic_temperature=float(params.electronic_temperature), accuracy=float(params.accuracy))
-    calc = calculator(params.reference, **settings)
-    frames: list[Atoms] = []
-    failures = 0
-    while len(frames) < params.n_monomers:
+
+    def draw():
         positions, (r1, r2, angle) = sample_water(rng, params.bond_min, params.bond_max, params.angle_min,
                                                   params.angle_max)
         atoms = Atoms("OH2", positions=positions, pbc=False)
-        try:
-            atoms = label(atoms, params.reference, calc=calc, **settings)
-        except CalculationFailed as err:
-            failures += 1
-            log.warning("%s failed on a monomer (r = %.3f, %.3f A, angle %.1f deg): %s; redrawing",
-                        REFERENCES[params.reference][0], r1, r2, angle, err)
-            if failures > params.max_redraws:
-                raise RuntimeError(f"{failures} SCF failures, more than max_redraws = {params.max_redraws}") from err
-            calc = calculator(params.reference, **settings)
-            continue
-        atoms.info.update(r_oh1=r1, r_oh2=r2, angle_hoh=angle, subset="test")
-        frames.append(atoms)
-    log.info("water_monomers: %d molecules labelled with %s (%d redrawn after SCF failures)", len(frames),
-             REFERENCES[params.reference][0], failures)
+        info = dict(r_oh1=r1, r_oh2=r2, angle_hoh=angle, subset="test")
+        return atoms, info, f"a monomer (r = {r1:.3f}, {r2:.3f} A, angle {angle:.1f} deg)"
+
+    frames = label_drawn(params.n_monomers, draw, params, "water monomers")
     return frames
