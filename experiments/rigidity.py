@@ -3,7 +3,7 @@
     python -m experiments.rigidity experiment=<name> scale=<scale> inputs='[...]' output=<path>
 
 ``inputs`` are the files the Snakemake rule names as inputs, ``output`` is the result table (csv).
-Each experiment registers its function in ``STAGES`` when its figure is implemented.
+Each experiment module (``experiments/<experiment>.py``) defines the function ``STAGES`` names.
 """
 
 from __future__ import annotations
@@ -11,7 +11,10 @@ from __future__ import annotations
 from ._stage import Stage, entry_point
 
 #: experiment name -> rigidity analysis function taking the composed config
-STAGES: dict[str, Stage] = {}
+STAGES: dict[str, Stage] = {
+    "fig6_body_order": "experiments.fig6_body_order:rigidity",
+    "fig7_range_separation": "experiments.fig7_range_separation:rigidity",
+}
 
 main = entry_point("rigidity analysis", STAGES)
 

@@ -132,7 +132,8 @@ def test_every_data_rule_runs_at_smoke_scale(tmp_path):
             }
         )
     )
-    out = _snakemake("--cores", "2", "--configfile", str(config), timeout=1200)
+    targets = [str(tmp_path / "results" / "smoke" / "data" / f"{d}.extxyz") for d in DATASETS]
+    out = _snakemake(*targets, "--cores", "2", "--configfile", str(config), timeout=1200)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     for dataset in DATASETS:
         path = tmp_path / "results" / "smoke" / "data" / f"{dataset}.extxyz"
@@ -149,10 +150,40 @@ def test_stage_dispatch_names_what_is_missing():
     from experiments import figures, train
     from experiments._stage import dispatch
 
-    with pytest.raises(NotImplementedError, match="fig6_body_order: its training stage is not implemented"):
-        dispatch("training", compose(["experiment=fig6_body_order"]), train.STAGES)
+    with pytest.raises(NotImplementedError, match="fig1_uncertainty_vs_error: its training stage is not implemented"):
+        dispatch("training", compose(["experiment=fig1_uncertainty_vs_error"]), {})
+    # every registered stage names a function that exists
+    from experiments import rigidity
+    from experiments._stage import resolve
+
+    for registry in (train.STAGES, rigidity.STAGES, figures.STAGES):
+        for name, stage in registry.items():
+            assert callable(resolve(stage)), name
     with pytest.raises(ValueError, match="needs experiment=<name>"):
         dispatch("figure", compose([]), figures.STAGES)
     calls = []
     dispatch("figure", compose(["experiment=fig7_range_separation"]), {"fig7_range_separation": calls.append})
     assert calls and calls[0].experiment.name == "fig7_range_separation"
+
+
+def implemented_experiments():
+    import ast
+    import re
+
+    text = (ROOT / "experiments" / "rules" / "common.smk").read_text()
+    return ast.literal_eval(re.search(r"^IMPLEMENTED = (\[.*?\])", text, re.M | re.S).group(1))
+
+
+@needs_snakemake
+def test_default_target_builds_the_implemented_figures_at_smoke_scale(tmp_path):
+    """`snakemake` as a user runs it (default target), at smoke scale: data -> features -> tables -> figures."""
+    implemented = implemented_experiments()
+    assert {"fig6_body_order", "fig7_range_separation"} <= set(implemented)
+    out = _snakemake("--cores", "2", "--config", "scale=smoke", f"results={tmp_path}/results", timeout=1200)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    for experiment in implemented:
+        for ext in ("pdf", "png"):
+            assert (tmp_path / "results" / "smoke" / "figures" / f"{experiment}.{ext}").stat().st_size > 1000
+        table = (tmp_path / "results" / "smoke" / "tables" / f"{experiment}.csv").read_text().splitlines()
+        assert table[0].startswith("scale,reference_method,") and len(table) > 10
+        assert all(line.startswith("smoke,") for line in table[1:])

@@ -1,0 +1,1 @@
+"""Descriptors for linear models."""
