@@ -25,6 +25,7 @@ __all__ = [
     "read_manifest",
     "save_arrays",
     "load_arrays",
+    "load_trained",
     "write_table",
     "read_table",
     "save_figure",
@@ -95,6 +96,12 @@ def read_manifest(path: str | os.PathLike) -> tuple[dict[str, Path], dict[str, A
         if not f.is_file():
             raise FileNotFoundError(f"manifest {path} lists {role} = {f}, which does not exist")
     return files, data
+
+
+def load_trained(inputs: Sequence[str]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Any]]:
+    """What a training stage wrote: (features arrays, model arrays, manifest entries), from the manifest in ``inputs``."""
+    files, meta = read_manifest(pick_input(inputs, "manifest.json"))
+    return load_arrays(files["features"]), load_arrays(files["models"]), meta
 
 
 def save_arrays(path: str | os.PathLike, **arrays: Any) -> Path:

@@ -41,8 +41,8 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from ._results import (load_arrays, pick_input, read_manifest, read_table, reference_methods, save_arrays,
-                       save_figure, write_manifest, write_table)
+from ._results import (load_trained, pick_input, read_table, reference_methods, save_arrays, save_figure,
+                       write_manifest, write_table)
 from ._stage import scaled_settings
 
 log = logging.getLogger(__name__)
@@ -163,8 +163,7 @@ def rigidity(cfg: DictConfig) -> None:
 
     from rigidity import Hessian
 
-    files, meta = read_manifest(pick_input(cfg.inputs, "manifest.json"))
-    data, weights = load_arrays(files["features"]), load_arrays(files["models"])
+    data, weights, meta = load_trained(cfg.inputs)
     s = meta["settings"]
     exp, model = s["experiment"], s["model"]
     alpha = float(model["ridge_alpha"])

@@ -41,8 +41,8 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from ._results import (load_arrays, pick_input, read_manifest, read_table, reference_methods, save_arrays,
-                       save_figure, write_manifest, write_table)
+from ._results import (load_trained, pick_input, read_table, reference_methods, save_arrays, save_figure,
+                       write_manifest, write_table)
 from ._stage import scaled_settings
 
 log = logging.getLogger(__name__)
@@ -193,8 +193,7 @@ def rigidity(cfg: DictConfig) -> None:
 
     from .datasets.io import read_frames
 
-    files, meta = read_manifest(pick_input(cfg.inputs, "manifest.json"))
-    data, weights = load_arrays(files["features"]), load_arrays(files["models"])
+    data, weights, meta = load_trained(cfg.inputs)
     s = meta["settings"]
     exp, model = s["experiment"], s["model"]
     alpha = float(model["ridge_alpha"])
@@ -206,7 +205,7 @@ def rigidity(cfg: DictConfig) -> None:
         ref = np.array([a.info["energy"] for a in frames], dtype=float)
         if ref.shape != E.shape or not np.allclose(ref, E, rtol=0, atol=1e-9):
             raise ValueError(f"the {name} of inputs={list(cfg.inputs)} are not those the features of "
-                             f"{files['features']} were computed from: rerun the training stage")
+                             f"{pick_input(cfg.inputs, 'manifest.json')} were computed from: rerun the training stage")
     reference = reference_methods(list(dimers) + list(monomers))
     distance = data["o_o_distance"]
     sizes = [int(n) for n in weights["train_sizes"]]
