@@ -178,6 +178,7 @@ def rigidity(cfg: DictConfig) -> None:
 
     for flavour in exp["flavours"]:
         X = data[f"X_{flavour}"]
+        X_test = X[test]
         block_sizes = meta["block_sizes"][flavour]
         edges = np.concatenate([[0], np.cumsum(list(block_sizes.values()))])
         blocks = {name: slice(int(edges[i]), int(edges[i + 1])) for i, name in enumerate(block_sizes)}
@@ -185,17 +186,17 @@ def rigidity(cfg: DictConfig) -> None:
             train_rows = data[f"train_{k}"]
             w, b = weights[f"w_{flavour}_{k}"], float(weights[f"b_{flavour}_{k}"])
             h = Hessian(X.shape[1], regularizer=alpha).add(X[train_rows])
-            cpr = h.cpr(X[test], blocks)
+            cpr = h.cpr(X_test, blocks)
             common = dict(flavour=flavour, training_set=k + 1, training_label=label)
             for name, values in cpr.items():
                 # a pentamer with no atom of >= nu neighbours has a purified nu block of zeros: its component
                 # is exactly 0 whatever the weights, an infinite CPR; such pentamers are counted, not averaged
-                zero = ~np.any(X[test][:, blocks[name]] != 0, axis=1)
+                zero = ~np.any(X_test[:, blocks[name]] != 0, axis=1)
                 finite = values[~zero]
                 add(**common, quantity="cpr_mean", block=name, value=float(np.mean(finite)) if finite.size else np.inf)
                 add(**common, quantity="cpr_median", block=name, value=float(np.median(finite)) if finite.size else np.inf)
                 add(**common, quantity="cpr_zero_block_count", block=name, value=float(zero.sum()))
-            pr = h.pr(X[test])
+            pr = h.pr(X_test)
             add(**common, quantity="pr_mean", block="all", value=float(np.mean(pr)))
             # energies: per atom prediction x.w + b, per structure times N; per block x_c.w_c
             pred = (X @ w + b) * n_atoms
