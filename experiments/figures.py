@@ -12,6 +12,8 @@ from ._stage import Stage, entry_point
 
 #: experiment name -> figure function taking the composed config
 STAGES: dict[str, Stage] = {
+    "fig4_pr_augmentation": "experiments.fig4_pr_augmentation:figure",
+    "fig5_active_learning": "experiments.fig5_active_learning:figure",
     "fig6_body_order": "experiments.fig6_body_order:figure",
     "fig7_range_separation": "experiments.fig7_range_separation:figure",
 }

@@ -12,6 +12,8 @@ from ._stage import Stage, entry_point
 
 #: experiment name -> training function taking the composed config
 STAGES: dict[str, Stage] = {
+    "fig4_pr_augmentation": "experiments.fig4_pr_augmentation:train",
+    "fig5_active_learning": "experiments.fig5_active_learning:train",
     "fig6_body_order": "experiments.fig6_body_order:train",
     "fig7_range_separation": "experiments.fig7_range_separation:train",
 }

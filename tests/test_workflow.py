@@ -178,12 +178,12 @@ def implemented_experiments():
 def test_default_target_builds_the_implemented_figures_at_smoke_scale(tmp_path):
     """`snakemake` as a user runs it (default target), at smoke scale: data -> features -> tables -> figures."""
     implemented = implemented_experiments()
-    assert {"fig6_body_order", "fig7_range_separation"} <= set(implemented)
+    assert {"fig4_pr_augmentation", "fig5_active_learning", "fig6_body_order", "fig7_range_separation"} <= set(implemented)
     out = _snakemake("--cores", "2", "--config", "scale=smoke", f"results={tmp_path}/results", timeout=1200)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     for experiment in implemented:
         for ext in ("pdf", "png"):
             assert (tmp_path / "results" / "smoke" / "figures" / f"{experiment}.{ext}").stat().st_size > 1000
         table = (tmp_path / "results" / "smoke" / "tables" / f"{experiment}.csv").read_text().splitlines()
-        assert table[0].startswith("scale,reference_method,") and len(table) > 10
+        assert table[0].startswith("scale,reference_method,") and len(table) > 5
         assert all(line.startswith("smoke,") for line in table[1:])

@@ -21,9 +21,9 @@ Sources
     Labels: GFN1-xTB with periodic boundary conditions (tblite) by default. It is
     a stand-in for GAP-17's DFT (LDA), never DFT itself, and every structure says
     so (``reference_method`` and ``stand_in_for``). Measured here on one core:
-    about 1 s per 64-atom periodic cell (1.5 s per 64-atom slab), so the 60
-    structures of the ``quick`` scale take about a minute of the stage's ~110 s
-    (the rest is the Tersoff MD). That is affordable, and GFN1-xTB, an electronic
+    about 1 s per 64-atom periodic cell (1.5 s per 64-atom slab); the 220
+    structures of the ``quick`` scale (40 melt-quench runs, 20 slabs) take
+    ~6.5 min in all, Tersoff MD included. That is affordable, and GFN1-xTB, an electronic
     structure method, describes the sp2/pi bonding of low-density and surface
     carbon, closer in kind to the paper's DFT than Tersoff's short-ranged
     (2.1 A) empirical bond order. ``reference: tersoff`` gives Tersoff labels

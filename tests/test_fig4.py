@@ -1,0 +1,378 @@
+"""Figure 4 stages (PR-guided augmentation of a bulk-only LE-ACE carbon model): the ridge helpers of
+experiments/_le_ace.py, the training-set roles, and a smoke run of train, rigidity and figure whose table
+is checked against numpy rebuilds of the PR, of the greedy picks and of the validated ridge fits."""
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import compose
+
+pytest.importorskip("tblite")
+
+from experiments import _le_ace  # noqa: E402
+from experiments import fig4_pr_augmentation as fig4  # noqa: E402
+from experiments.data import run as make_dataset  # noqa: E402
+from experiments.datasets.io import read_frames, write_frames  # noqa: E402
+
+BASE = ["experiment=fig4_pr_augmentation", "scale=smoke"]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fig4_smoke")
+    data = root / "data" / "carbon.extxyz"
+    write_frames(make_dataset(compose(["dataset=carbon", "scale=smoke"])), data)
+    manifest = root / "models" / "fig4_pr_augmentation" / "manifest.json"
+    table = root / "tables" / "fig4_pr_augmentation.csv"
+    pdf = root / "figures" / "fig4_pr_augmentation.pdf"
+    fig4.train(compose(BASE + [f"inputs=[{data}]", f"output={manifest}"]))
+    fig4.rigidity(compose(BASE + [f"inputs=[{manifest},{data}]", f"output={table}"]))
+    fig4.figure(compose(BASE + [f"inputs=[{table},{manifest}]", f"output={pdf}"]))
+    meta = json.loads(manifest.read_text())
+    with np.load(manifest.parent / meta["files"]["features"]) as f:
+        features = {k: f[k] for k in f.files}
+    with np.load(manifest.parent / meta["files"]["models"]) as f:
+        models = {k: f[k] for k in f.files}
+    return SimpleNamespace(root=root, data=data, frames=read_frames(data), manifest=manifest, meta=meta,
+                           features=features, models=models, table=pd.read_csv(table), table_path=table, pdf=pdf)
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers: independent numpy rebuilds
+
+
+def rms_scales(X):
+    rms = np.sqrt((X**2).mean(axis=0))
+    return np.where(rms > 0, rms, 1.0)
+
+
+def numpy_prs(Xs, rows, targets, reg):
+    """PR_t = 1 / (x_t^T H^-1 x_t), H = Xs[rows]^T Xs[rows] + reg I, by an LU solve."""
+    A = Xs[rows]
+    H = A.T @ A + reg * np.eye(Xs.shape[1])
+    T = Xs[targets]
+    return 1.0 / np.einsum("ij,ji->i", T, np.linalg.solve(H, T.T))
+
+
+def grid(exp):
+    return np.logspace(np.log10(float(exp["alpha_min"])), np.log10(float(exp["alpha_max"])), int(exp["n_alphas"]))
+
+
+def row_orders(smoke):
+    """(strategy, seed) -> feature rows added, in order, read back from the table's added_frame column."""
+    row_of_frame = {int(f): r for r, f in enumerate(smoke.features["frame_index"])}
+    out = {}
+    for (strategy, seed), g in smoke.table.groupby(["strategy", "seed"]):
+        g = g.sort_values("n_added")
+        frames = g["added_frame"].to_numpy()[1:]
+        out[(strategy, int(seed))] = np.array([row_of_frame[int(f)] for f in frames], dtype=int)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# experiments/_le_ace.py
+
+
+def test_total_degrees_drops_order_zero_and_trailing_zeros():
+    assert _le_ace.total_degrees([0, 1000, 300, 200, 100]) == [1000.0, 300.0, 200.0, 100.0]
+    assert _le_ace.total_degrees([0, 300, 100, 0]) == [300.0, 100.0]
+    assert _le_ace.total_degrees([0, 300, 0, 0]) == [300.0]
+    assert _le_ace.total_degrees((0.0, 12.5)) == [12.5]
+
+
+@pytest.mark.parametrize("E_max, shown", [
+    ([1, 300, 100], "[1, 300, 100]"),  # does not start with the composition's 0
+    ([0, 300, 0, 100], "[0, 300, 0, 100]"),  # a zero inside: only trailing zeros may drop orders
+    ([0, 0, 0], "[0, 0, 0]"),  # no positive body order
+    ([0, -5], "[0, -5]"),  # negative cut-off
+    ([0], "[0]"),  # no body order at all
+])
+def test_total_degrees_rejects_bad_E_max_naming_it(E_max, shown):
+    with pytest.raises(ValueError, match="E_max") as err:
+        _le_ace.total_degrees(E_max)
+    assert shown in str(err.value)
+
+
+def ridge_problem(rng, n=15, n_val=25, d=12):
+    """Total energies E = N e0 + X w + noise, with feature columns of very different scales."""
+    col = np.logspace(-2, 3, d)
+    X = rng.normal(size=(n, d)) * col
+    Xv = rng.normal(size=(n_val, d)) * col
+    w = rng.normal(size=d) / col
+    N, Nv = rng.integers(8, 64, size=n).astype(float), rng.integers(8, 64, size=n_val).astype(float)
+    E = -7.3 * N + X @ w + 1.5 * rng.normal(size=n)
+    Ev = -7.3 * Nv + Xv @ w + 1.5 * rng.normal(size=n_val)
+    return X, E, N, Xv, Ev, Nv
+
+
+def test_fit_validated_is_the_ridge_of_normal_equations_with_the_best_validation_alpha(rng):
+    X, E, N, Xv, Ev, Nv = ridge_problem(rng)
+    scales = rms_scales(X)
+    alphas = np.logspace(-4, 3, 15)
+    fit = _le_ace.fit_validated(X, E, N, Xv, Ev, Nv, alphas[::-1].copy(), scales)  # order of the grid is irrelevant
+
+    e0 = np.mean(E / N)
+    Xs, y = X / scales, E - N * e0
+
+    def ridge(alpha):
+        return np.linalg.solve(Xs.T @ Xs + alpha * np.eye(X.shape[1]), Xs.T @ y)
+
+    rmse = np.array([np.sqrt(np.mean((Nv * e0 + (Xv / scales) @ ridge(a) - Ev) ** 2)) for a in alphas])
+    best = int(np.argmin(rmse))
+    assert 0 < best < len(alphas) - 1  # an interior optimum: the choice is not trivially an end of the grid
+    assert np.sort(rmse)[1] > rmse[best] * (1 + 1e-6)  # and a unique one
+    assert fit.alpha == pytest.approx(alphas[best], rel=1e-12)
+    assert fit.e0 == pytest.approx(e0, rel=1e-12)
+    np.testing.assert_allclose(fit.scales, scales)
+    np.testing.assert_allclose(fit.weights, ridge(fit.alpha), rtol=1e-7, atol=1e-10 * np.abs(ridge(fit.alpha)).max())
+    assert fit.validation_rmse == pytest.approx(rmse[best], rel=1e-8)
+    np.testing.assert_allclose(fit.predict(Xv, Nv), Nv * e0 + (Xv / scales) @ ridge(fit.alpha), rtol=1e-9)
+
+
+def test_fit_validated_ties_go_to_the_largest_alpha(rng):
+    X, E, N, _, _, _ = ridge_problem(rng)
+    # zero validation features: every alpha predicts N e0 there, so all validation RMSEs tie
+    Nv = np.array([10.0, 20.0, 30.0])
+    fit = _le_ace.fit_validated(X, E, N, np.zeros((3, X.shape[1])), -7.0 * Nv, Nv, [1e-3, 10.0, 0.1], rms_scales(X))
+    assert fit.alpha == 10.0
+
+
+@pytest.mark.parametrize("alphas", [[], [1e-3, -1.0], [0.0, 1.0]])
+def test_fit_validated_rejects_non_positive_or_missing_alphas(rng, alphas):
+    X, E, N, Xv, Ev, Nv = ridge_problem(rng)
+    with pytest.raises(ValueError, match="alphas must be positive"):
+        _le_ace.fit_validated(X, E, N, Xv, Ev, Nv, alphas, rms_scales(X))
+
+
+def test_fit_validated_needs_training_and_validation_structures(rng):
+    X, E, N, Xv, Ev, Nv = ridge_problem(rng)
+    with pytest.raises(ValueError, match="got 15 and 0"):
+        _le_ace.fit_validated(X, E, N, Xv[:0], Ev[:0], Nv[:0], [1.0], rms_scales(X))
+
+
+# ----------------------------------------------------------------------------------------------
+# roles of the structures
+
+
+def test_roles_of_the_smoke_carbon_set_follow_the_flags_and_hold_out_whole_runs(smoke):
+    frames = smoke.frames
+    r = fig4.roles(frames, 0.2, 7)
+    split = np.array([a.info["split"] for a in frames])
+    run = np.array([int(a.info["run"]) for a in frames])
+    fit, val = set(r["fit"].tolist()), set(r["validation"].tolist())
+    assert fit and val and not fit & val
+    assert fit | val == set(np.flatnonzero(split == "train").tolist())
+    assert not set(run[list(fit)]) & set(run[list(val)])  # no MD run on both sides
+    assert set(r["candidates"].tolist()) == {i for i, a in enumerate(frames) if a.info["split"] == "candidate"}
+    assert set(r["targets"].tolist()) == {i for i, a in enumerate(frames) if a.info["split"] == "target"}
+    assert set(r["low_density"].tolist()) == {i for i, a in enumerate(frames) if a.info["low_density"]
+                                              and a.info["subset"] == "bulk" and a.info["split"] != "train"}
+    for i in r["low_density"]:
+        assert frames[i].info["density"] < 2.0
+    for i in r["targets"]:
+        assert frames[i].info["subset"] == "surface"
+    # the manifest records the same roles
+    assert smoke.meta["counts"] == {k: len(v) for k, v in r.items()}
+    fi = smoke.features["frame_index"]
+    for k, v in r.items():
+        assert sorted(fi[smoke.features[f"rows_{k}"]].tolist()) == sorted(v.tolist())
+
+
+def _atoms(split, run=None, subset="bulk", low=False):
+    from ase import Atoms
+
+    a = Atoms("C", positions=[[0, 0, 0]])
+    a.info.update(split=split, subset=subset, low_density=low)
+    if run is not None:
+        a.info["run"] = run
+    return a
+
+
+def test_roles_without_md_runs_treat_every_structure_as_its_own_group():
+    frames = ([_atoms("train") for _ in range(10)] + [_atoms("candidate", low=True), _atoms("target", subset="surface")]
+              + [_atoms("unused", low=True)])
+    r = fig4.roles(frames, 0.2, 3)
+    assert len(r["validation"]) == 2 and len(r["fit"]) == 8  # round(0.2 * 10) groups of one structure
+    assert sorted(np.concatenate([r["fit"], r["validation"]]).tolist()) == list(range(10))
+    assert r["low_density"].tolist() == [10, 12]  # bulk, low density, not train (unused ones included)
+    # same seed, same hold-out; the hold-out moves with the seed
+    assert fig4.roles(frames, 0.2, 3)["validation"].tolist() == r["validation"].tolist()
+    assert any(fig4.roles(frames, 0.2, s)["validation"].tolist() != r["validation"].tolist() for s in range(4, 10))
+
+
+def test_roles_refuse_a_training_split_from_one_run():
+    frames = [_atoms("train", run=4) for _ in range(5)] + [_atoms("candidate", low=True), _atoms("target", "surface")]
+    with pytest.raises(ValueError, match="come from 1 MD run"):
+        fig4.roles(frames, 0.2, 7)
+    with pytest.raises(ValueError, match="no targets"):
+        fig4.roles([_atoms("train", run=k) for k in range(3)] + [_atoms("candidate", low=True)], 0.2, 7)
+
+
+def test_settings_reject_bad_values():
+    with pytest.raises(ValueError, match="validation_fraction"):
+        fig4.settings(compose(BASE + ["experiment.validation_fraction=1.0"]))
+    with pytest.raises(ValueError, match="pr_regularizer"):
+        fig4.settings(compose(BASE + ["experiment.pr_regularizer=0"]))
+    with pytest.raises(ValueError, match="alpha_min"):
+        fig4.settings(compose(BASE + ["experiment.alpha_min=1e4"]))
+    with pytest.raises(ValueError, match=r"\[0, 100, 0, 50\]"):
+        fig4.settings(compose(BASE + ["model.sizes.smoke.E_max=[0,100,0,50]"]))
+    s = fig4.settings(compose(BASE))
+    assert s["experiment"]["n_picks"] == 3 and s["experiment"]["n_random_seeds"] == 2
+
+
+# ----------------------------------------------------------------------------------------------
+# the smoke run
+
+
+def test_smoke_run_writes_manifest_table_and_figure(smoke):
+    assert smoke.pdf.is_file() and smoke.pdf.with_suffix(".png").is_file()
+    assert set(smoke.meta["files"]) == {"features", "models"}
+    assert smoke.meta["scale"] == "smoke"
+    t = smoke.table
+    assert set(t["scale"]) == {"smoke"}
+    frame_methods = {a.info["reference_method"] for a in smoke.frames}
+    assert frame_methods == {"GFN1-xTB"}
+    assert set(t["reference_method"]) == frame_methods == {smoke.meta["reference_method"]}
+    assert not t["reference_method"].str.contains("DFT").any()
+    exp = smoke.meta["settings"]["experiment"]
+    n_picks, n_seeds = exp["n_picks"], exp["n_random_seeds"]
+    assert (n_picks, n_seeds) == (3, 2)  # config/experiment/fig4_pr_augmentation.yaml sizes.smoke
+    counts = smoke.meta["counts"]
+    expected = {("pr_guided", 0): min(n_picks, counts["candidates"])}
+    for s in range(n_seeds):
+        expected[("random", s)] = min(n_picks, counts["candidates"])
+        expected[("random_low_density", s)] = min(n_picks, counts["low_density"])
+    got = {(k, int(s)): sorted(g["n_added"]) for (k, s), g in t.groupby(["strategy", "seed"])}
+    assert got == {k: list(range(n + 1)) for k, n in expected.items()}
+    assert len(t) == sum(n + 1 for n in expected.values())
+    # before any addition every strategy has the same training set, hence the same numbers
+    zero = t[t["n_added"] == 0]
+    for column in ("mean_pr", "min_pr", "rmse_total", "rmse_per_atom", "alpha", "validation_rmse"):
+        assert zero[column].nunique() == 1, column
+    assert (zero["added_frame"] == -1).all()
+    assert (t["n_fit"] == counts["fit"]).all() and (t["n_targets"] == counts["targets"]).all()
+
+
+def test_features_are_the_summed_atom_features_with_the_atom_count(smoke):
+    """X, rebuilt frame by frame from per-atom features: column 0 the atom count, the rest the sums."""
+    model = smoke.meta["settings"]["model"]
+    ace = _le_ace.descriptor(model)
+    F = smoke.features
+    rebuilt = []
+    for i in F["frame_index"]:
+        A, _ = _le_ace.atom_features(ace, [smoke.frames[int(i)]])
+        rebuilt.append(A.sum(axis=0))
+    np.testing.assert_allclose(F["X"], np.array(rebuilt), rtol=1e-10, atol=1e-12)
+    assert F["X"].shape[1] == sum(smoke.meta["block_sizes"].values())
+    np.testing.assert_array_equal(F["n_atoms"], [len(smoke.frames[int(i)]) for i in F["frame_index"]])
+    np.testing.assert_array_equal(F["energy"], [smoke.frames[int(i)].info["energy"] for i in F["frame_index"]])
+
+
+def test_orders_come_from_their_pools_without_repeats(smoke):
+    F = smoke.features
+    for (strategy, seed), order in row_orders(smoke).items():
+        pool = F["rows_low_density"] if strategy == "random_low_density" else F["rows_candidates"]
+        assert len(set(order.tolist())) == len(order)
+        assert set(order.tolist()) <= set(pool.tolist())
+        g = smoke.table[(smoke.table["strategy"] == strategy) & (smoke.table["seed"] == seed)].sort_values("n_added")
+        np.testing.assert_allclose(g["added_density"].to_numpy()[1:], F["density"][order], rtol=1e-9)
+
+
+def test_mean_and_min_pr_of_every_row_match_a_numpy_rebuild(smoke):
+    F, exp = smoke.features, smoke.meta["settings"]["experiment"]
+    Xs = F["X"] / rms_scales(F["X"][F["rows_fit"]])
+    reg = float(exp["pr_regularizer"])
+    for (strategy, seed), order in row_orders(smoke).items():
+        g = smoke.table[(smoke.table["strategy"] == strategy) & (smoke.table["seed"] == seed)].sort_values("n_added")
+        for k, (_, row) in enumerate(g.iterrows()):
+            pr = numpy_prs(Xs, np.concatenate([F["rows_fit"], order[:k]]), F["rows_targets"], reg)
+            assert row["mean_pr"] == pytest.approx(pr.mean(), rel=1e-6), (strategy, seed, k)
+            assert row["min_pr"] == pytest.approx(pr.min(), rel=1e-6), (strategy, seed, k)
+
+
+def test_greedy_objective_is_the_mean_pr_recomputed_from_scratch(smoke):
+    g = smoke.table[smoke.table["strategy"] == "pr_guided"].sort_values("n_added")
+    assert np.isnan(g["greedy_objective"].iloc[0])
+    assert smoke.table[smoke.table["strategy"] != "pr_guided"]["greedy_objective"].isna().all()
+    np.testing.assert_allclose(g["greedy_objective"].to_numpy()[1:], g["mean_pr"].to_numpy()[1:], rtol=1e-6)
+
+
+def test_pr_guided_picks_are_greedy_by_brute_force(smoke):
+    F, exp, t = smoke.features, smoke.meta["settings"]["experiment"], smoke.table
+    Xs = F["X"] / rms_scales(F["X"][F["rows_fit"]])
+    reg, fit, targets = float(exp["pr_regularizer"]), F["rows_fit"], F["rows_targets"]
+    order = row_orders(smoke)[("pr_guided", 0)]
+    for k, pick in enumerate(order):
+        chosen = list(order[:k])
+        scores = {int(c): numpy_prs(Xs, np.concatenate([fit, chosen, [c]]).astype(int), targets, reg).mean()
+                  for c in F["rows_candidates"] if c not in chosen}
+        assert scores[int(pick)] >= max(scores.values()) * (1 - 1e-9), k
+    # after one pick, no random candidate order does better
+    one = t[t["n_added"] == 1].set_index(["strategy", "seed"])["mean_pr"]
+    single = [numpy_prs(Xs, np.concatenate([fit, [c]]), targets, reg).mean() for c in F["rows_candidates"]]
+    assert one[("pr_guided", 0)] == pytest.approx(max(single), rel=1e-6)
+    for seed in range(int(exp["n_random_seeds"])):
+        assert one[("pr_guided", 0)] >= one[("random", seed)] * (1 - 1e-9)
+    # adding data never lowers a PR: the greedy curve rises
+    curve = t[t["strategy"] == "pr_guided"].sort_values("n_added")["mean_pr"].to_numpy()
+    assert np.all(curve[1:] >= curve[:-1] * (1 - 1e-9))
+
+
+def test_rmse_columns_match_a_brute_force_validated_ridge(smoke):
+    """Every row's model, refitted with an independent dual-form ridge over the same alpha grid."""
+    F, exp = smoke.features, smoke.meta["settings"]["experiment"]
+    X, E, N = F["X"], F["energy"], F["n_atoms"].astype(float)
+    fit, val, targets = F["rows_fit"], F["rows_validation"], F["rows_targets"]
+    scales, alphas = rms_scales(X[fit]), grid(exp)
+    Xs = X / scales
+
+    def validated(rows):
+        e0 = np.mean(E[rows] / N[rows])
+        y = E[rows] - N[rows] * e0
+        A = Xs[rows]
+        fits = []
+        for a in alphas:  # w = A^T (A A^T + a I)^-1 y: the same ridge, well conditioned with few rows
+            w = A.T @ np.linalg.solve(A @ A.T + a * np.eye(len(rows)), y)
+            v = np.sqrt(np.mean((N[val] * e0 + Xs[val] @ w - E[val]) ** 2))
+            fits.append((v, a, e0, w))
+        return fits
+
+    for (strategy, seed), order in row_orders(smoke).items():
+        g = smoke.table[(smoke.table["strategy"] == strategy) & (smoke.table["seed"] == seed)].sort_values("n_added")
+        for k, (_, row) in enumerate(g.iterrows()):
+            fits = validated(np.concatenate([fit, order[:k]]))
+            best = min(v for v, *_ in fits)
+            i = int(np.argmin(np.abs(np.log(alphas / row["alpha"]))))
+            assert row["alpha"] == pytest.approx(alphas[i], rel=1e-8)  # an alpha of the grid
+            v, a, e0, w = fits[i]
+            assert v <= best * (1 + 1e-8) and row["validation_rmse"] == pytest.approx(v, rel=1e-6)
+            err = N[targets] * e0 + Xs[targets] @ w - E[targets]
+            assert row["rmse_total"] == pytest.approx(np.sqrt(np.mean(err**2)), rel=1e-6), (strategy, seed, k)
+            assert row["rmse_per_atom"] == pytest.approx(np.sqrt(np.mean((err / N[targets]) ** 2)), rel=1e-6)
+
+
+def test_initial_model_of_the_manifest_is_the_n_added_0_model(smoke):
+    F, exp, m = smoke.features, smoke.meta["settings"]["experiment"], smoke.models
+    fit, val, targets = F["rows_fit"], F["rows_validation"], F["rows_targets"]
+    X, E, N = F["X"], F["energy"], F["n_atoms"]
+    model = _le_ace.fit_validated(X[fit], E[fit], N[fit], X[val], E[val], N[val], grid(exp), rms_scales(X[fit]))
+    assert float(m["alpha"]) == pytest.approx(model.alpha) and float(m["e0"]) == pytest.approx(model.e0, rel=1e-12)
+    np.testing.assert_allclose(m["weights"], model.weights, rtol=1e-9, atol=1e-12)
+    err = model.predict(X[targets], N[targets]) - E[targets]
+    row = smoke.table[(smoke.table["strategy"] == "pr_guided") & (smoke.table["n_added"] == 0)].iloc[0]
+    assert row["rmse_total"] == pytest.approx(np.sqrt(np.mean(err**2)), rel=1e-8)
+    assert row["rmse_per_atom"] == pytest.approx(np.sqrt(np.mean((err / N[targets]) ** 2)), rel=1e-8)
+    assert row["alpha"] == pytest.approx(model.alpha, rel=1e-8)
+
+
+def test_summary_spans_the_seeds(smoke):
+    s = fig4.summary(smoke.table)
+    r = smoke.table[(smoke.table["strategy"] == "random") & (smoke.table["n_added"] == 1)]["rmse_total"]
+    assert s.loc[("random", 1), ("rmse_total", "mean")] == pytest.approx(r.mean())
+    assert s.loc[("random", 1), ("rmse_total", "min")] == pytest.approx(r.min())
+    assert s.loc[("random", 1), ("rmse_total", "max")] == pytest.approx(r.max())

@@ -1,0 +1,292 @@
+"""Figure 5 stages (LPR-guided active learning on a liquid carbon frame): a smoke run of train, rigidity and
+figure, its LPRs and LPR enhancements rebuilt with numpy, and the structures each strategy adds."""
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import compose
+
+pytest.importorskip("tblite")
+
+from experiments import _le_ace  # noqa: E402
+from experiments import fig5_active_learning as fig5  # noqa: E402
+from experiments.data import run as make_dataset  # noqa: E402
+from experiments.datasets.io import read_frames, write_frames  # noqa: E402
+
+BASE = ["experiment=fig5_active_learning", "scale=smoke"]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fig5_smoke")
+    data = {name: root / "data" / f"{name}.extxyz" for name in ("carbon", "carbon_liquid")}
+    for name, path in data.items():
+        write_frames(make_dataset(compose([f"dataset={name}", "scale=smoke"])), path)
+    inputs = f"{data['carbon']},{data['carbon_liquid']}"
+    manifest = root / "models" / "fig5_active_learning" / "manifest.json"
+    table = root / "tables" / "fig5_active_learning.csv"
+    pdf = root / "figures" / "fig5_active_learning.pdf"
+    fig5.train(compose(BASE + [f"inputs=[{inputs}]", f"output={manifest}"]))
+    fig5.rigidity(compose(BASE + [f"inputs=[{manifest},{inputs}]", f"output={table}"]))
+    fig5.figure(compose(BASE + [f"inputs=[{table},{manifest}]", f"output={pdf}"]))
+    meta = json.loads(manifest.read_text())
+    with np.load(manifest.parent / meta["files"]["features"]) as f:
+        features = {k: f[k] for k in f.files}
+    [frame] = read_frames(data["carbon_liquid"])
+    carbon = read_frames(data["carbon"])
+    exp, model = meta["settings"]["experiment"], meta["settings"]["model"]
+    ace = _le_ace.descriptor(model)
+    F_frame, _ = _le_ace.atom_features(ace, [frame])
+    built = fig5.build_structures(frame, int(meta["target"]), exp)  # rebuilt from the documented seeds
+    return SimpleNamespace(root=root, data=data, manifest=manifest, meta=meta, exp=exp, model=model, ace=ace,
+                           features=features, frame=frame, carbon=carbon, F_frame=F_frame, built=built,
+                           table=pd.read_csv(table), pdf=pdf)
+
+
+def mean_atom_rows(ace, atoms):
+    """The structure's mean feature row, from its per-atom rows (composition column 1)."""
+    A, _ = _le_ace.atom_features(ace, [atoms])
+    return A.mean(axis=0)
+
+
+def numpy_H(smoke):
+    G = smoke.features["G_cov"]
+    return G.T @ G + float(smoke.exp["regularizer"]) * np.eye(G.shape[1])
+
+
+def quad(H, F):
+    F = np.atleast_2d(F)
+    return np.einsum("ij,ji->i", F, np.linalg.solve(H, F.T))
+
+
+def added(smoke, strategy, n):
+    """Rows (with multiplicity) that n structures of a strategy add to H, from the paper's description."""
+    D = smoke.features
+    if strategy in ("original", "carving"):
+        return np.repeat(D[f"G_{strategy}"][:1], n, axis=0)
+    rows = D[f"G_{strategy}"][:n]
+    return np.vstack([rows, D["G_diamond"]]) if strategy == "high_symmetry" else rows
+
+
+def neighbour_distances(atoms, centre, cutoff):
+    from ase.neighborlist import neighbor_list
+
+    i, d = neighbor_list("id", atoms, cutoff)
+    return np.sort(d[i == centre])
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def test_smoke_run_writes_manifest_table_and_figure(smoke):
+    assert smoke.pdf.is_file() and smoke.pdf.with_suffix(".png").is_file()
+    assert set(smoke.meta["files"]) == {"features", "models", "structures"}
+    for f in smoke.meta["files"].values():
+        assert (smoke.manifest.parent / f).is_file()
+    t = smoke.table
+    assert set(t["scale"]) == {"smoke"} and smoke.meta["scale"] == "smoke"
+    [reference] = set(t["reference_method"])
+    for method in {a.info["reference_method"] for a in smoke.carbon} | {smoke.frame.info["reference_method"]}:
+        assert method in reference
+    assert "DFT" not in reference
+    n_added = smoke.exp["n_added"]
+    assert n_added == [1, 2]  # config/experiment/fig5_active_learning.yaml sizes.smoke
+    assert sorted(map(tuple, t[["strategy", "n_added"]].to_numpy().tolist())) == sorted(
+        (s, n) for s in fig5.STRATEGIES for n in n_added)
+    assert (t["target_atom"] == smoke.meta["target"]).all() and (t["frame_atoms"] == len(smoke.frame)).all()
+    assert (t["n_covariance"] == min(smoke.exp["n_covariance_structures"], len(smoke.carbon))).all()
+
+
+def test_covariance_structures_and_features(smoke):
+    D, exp = smoke.features, smoke.exp
+    n_cov = min(int(exp["n_covariance_structures"]), len(smoke.carbon))
+    cov = np.sort(np.random.RandomState(int(exp["covariance_seed"])).permutation(len(smoke.carbon))[:n_cov])
+    np.testing.assert_array_equal(D["cov_index"], cov)
+    G = np.array([mean_atom_rows(smoke.ace, smoke.carbon[i]) for i in cov])
+    assert np.allclose(G[:, 0], 1.0)  # composition column of a mean: 1
+    np.testing.assert_allclose(D["G_cov"], G, rtol=1e-10, atol=1e-12)
+
+
+def test_target_is_the_least_rigid_atom_by_a_numpy_rebuild(smoke):
+    D = smoke.features
+    F = smoke.F_frame
+    assert F.shape == (len(smoke.frame), D["G_cov"].shape[1]) and np.all(F[:, 0] == 1.0)
+    lpr = 1.0 / quad(numpy_H(smoke), F)
+    np.testing.assert_allclose(D["lpr"], lpr, rtol=1e-6)
+    assert int(D["target"]) == int(np.argmin(lpr)) == smoke.meta["target"]
+    assert np.sort(lpr)[1] > lpr.min() * (1 + 1e-6)  # a unique minimum: the target is well defined
+    np.testing.assert_allclose(D["f_target"], F[int(np.argmin(lpr))], rtol=1e-12, atol=1e-14)
+    t = smoke.table
+    np.testing.assert_allclose(t["lpr_before"], lpr.min(), rtol=1e-6)
+    np.testing.assert_allclose(t["frame_lpr_median"], np.median(lpr), rtol=1e-6)
+
+
+def test_added_features_are_those_of_the_built_structures(smoke):
+    D, built = smoke.features, smoke.built
+    for name in ("original", "carving", "periodic", "high_symmetry", "diamond"):
+        G = np.array([mean_atom_rows(smoke.ace, a) for a in built[name]])
+        np.testing.assert_allclose(D[f"G_{name}"], G, rtol=1e-10, atol=1e-12, err_msg=name)
+        np.testing.assert_array_equal(D[f"n_atoms_{name}"], [len(a) for a in built[name]])
+    np.testing.assert_allclose(D["G_original"][0], smoke.F_frame.mean(axis=0), rtol=1e-12)
+
+
+def test_lpr_enhancements_match_a_numpy_rebuild(smoke):
+    D, t = smoke.features, smoke.table
+    H = numpy_H(smoke)
+    f, g = D["f_target"], D["G_original"][0]
+    lpr0, pr0 = 1.0 / quad(H, f)[0], 1.0 / quad(H, g)[0]
+    sizes = {k: [len(a) for a in v] for k, v in smoke.built.items()}
+    for _, row in t.iterrows():
+        s, n = row["strategy"], int(row["n_added"])
+        V = added(smoke, s, n)
+        H1 = H + V.T @ V
+        lpr1 = 1.0 / quad(H1, f)[0]
+        assert row["lpr_before"] == pytest.approx(lpr0, rel=1e-6)
+        assert row["lpr_after"] == pytest.approx(lpr1, rel=1e-6), (s, n)
+        assert row["lpr_enhancement_percent"] == pytest.approx(100 * (lpr1 / lpr0 - 1), rel=1e-6), (s, n)
+        assert row["frame_pr_ratio"] == pytest.approx((1.0 / quad(H1, g)[0]) / pr0, rel=1e-6), (s, n)
+        atoms = n * sizes[s][0] if s in ("original", "carving") else sum(sizes[s][:n])
+        atoms += sizes["diamond"][0] if s == "high_symmetry" else 0
+        assert row["atoms_added"] == atoms, (s, n)
+
+
+def test_enhancements_are_non_negative_and_grow_with_the_data(smoke):
+    t = smoke.table
+    assert (t["lpr_enhancement_percent"] >= 0).all()
+    assert (t["lpr_after"] >= t["lpr_before"] * (1 - 1e-12)).all()
+    for s, g in t.groupby("strategy"):
+        e = g.sort_values("n_added")["lpr_enhancement_percent"].to_numpy()
+        assert np.all(np.diff(e) >= -1e-9 * np.abs(e[:-1])), s
+    # the paper's finding at any scale: one carved cluster of the target helps its LPR more than the whole frame
+    one = t[t["n_added"] == 1].set_index("strategy")["lpr_enhancement_percent"]
+    assert one["carving"] > one["original"]
+
+
+def test_environment_check_and_stored_structures_keep_the_target_environment(smoke):
+    import ase.io
+
+    check = smoke.meta["environment_check"]
+    assert set(check) == {"carving", "periodic", "high_symmetry"}
+    assert all(0 <= v < 1e-8 for v in check.values())
+    path = smoke.manifest.parent / smoke.meta["files"]["structures"]
+    frame, cluster, periodic, hs, diamond = ase.io.read(path, ":")
+    assert len(ase.io.read(path, ":")) == 5
+    np.testing.assert_allclose(frame.positions, smoke.frame.positions, atol=1e-6)
+    assert [a.info.get("embedding") for a in (cluster, periodic, hs, diamond)] == [
+        "cluster", "periodic", "high_symmetry", "high_symmetry_pure"]
+    assert periodic.pbc.all() and hs.pbc.all() and not cluster.pbc.any()
+    assert len(diamond) == 8 * int(diamond.info["supercell"]) ** 3  # pure diamond: 8 atoms per cubic cell
+    target = int(smoke.meta["target"])
+    assert int(cluster.info["centre_index"]) == target
+    cutoff, radius = float(smoke.model["cutoff"]), float(smoke.exp["environment_radius"])
+    for r in (cutoff, radius):
+        ref = neighbour_distances(frame, target, r)
+        assert len(ref) > 4
+        for name, atoms in (("carving", cluster), ("periodic", periodic), ("high_symmetry", hs)):
+            got = neighbour_distances(atoms, 0, r)
+            assert len(got) == len(ref), (name, r)
+            np.testing.assert_allclose(got, ref, atol=1e-6, err_msg=f"{name}, r={r}")
+    # the stored structures are the ones the documented seeds rebuild
+    for name, atoms in (("carving", cluster), ("periodic", periodic), ("high_symmetry", hs), ("diamond", diamond)):
+        np.testing.assert_allclose(atoms.positions, smoke.built[name][0].positions, atol=1e-6, err_msg=name)
+
+
+def environment_vectors(atoms, centre, r):
+    from ase.neighborlist import neighbor_list
+
+    i, D = neighbor_list("iD", atoms, r)
+    return D[i == centre]
+
+
+def same_vectors(A, B, atol=1e-8):
+    if len(A) != len(B):
+        return False
+    d = np.linalg.norm(A[:, None, :] - B[None, :, :], axis=-1)
+    return bool(np.all(d.min(axis=1) < atol) and np.all(d.min(axis=0) < atol))
+
+
+def test_periodic_embeddings_differ_in_the_buffer_only(smoke):
+    p0, p1 = smoke.built["periodic"][:2]
+    radius = float(smoke.exp["environment_radius"])
+    ref = environment_vectors(smoke.frame, int(smoke.meta["target"]), radius)
+    for p in (p0, p1):
+        assert same_vectors(environment_vectors(p, 0, radius), ref)
+        assert p.arrays["buffer"].sum() > 0
+    # same cube, hence the same atoms in the same order, but fresh buffer displacements
+    np.testing.assert_array_equal(p0.arrays["original_index"], p1.arrays["original_index"])
+    env = ~p0.arrays["buffer"]
+    np.testing.assert_array_equal(env, ~p1.arrays["buffer"])
+    rel0 = p0.positions - p0.positions[0]
+    rel1 = p1.positions - p1.positions[0]
+    np.testing.assert_allclose(rel0[env], rel1[env], atol=1e-10)
+    buf = p0.arrays["buffer"]
+
+    def buffer_vectors(a):  # minimum-image vectors from the target (cubic cells)
+        c = a.cell.lengths()[0]
+        v = a.positions[buf] - a.positions[0]
+        return v - c * np.round(v / c)
+
+    moved = np.linalg.norm(buffer_vectors(p0) - buffer_vectors(p1), axis=1)
+    assert np.median(moved) > 0.05  # sigma = 0.2 A per coordinate in each embedding
+    # HS embeddings: same idea, the inserted environment fixed
+    h0, h1 = smoke.built["high_symmetry"][:2]
+    assert same_vectors(environment_vectors(h0, 0, radius), ref)
+    assert same_vectors(environment_vectors(h1, 0, radius), ref)
+    assert not np.allclose(h0.positions, h1.positions, atol=1e-3)
+    # the rebuild is deterministic: the seeds are the experiment's
+    again = fig5.build_structures(smoke.frame, int(smoke.meta["target"]), dict(smoke.exp, n_added=[1, 2]))
+    np.testing.assert_array_equal(again["periodic"][1].positions, p1.positions)
+
+
+def test_added_rows_follow_each_strategy(rng):
+    d = 5
+    data = {"G_original": rng.normal(size=(1, d)), "G_carving": rng.normal(size=(1, d)),
+            "G_periodic": rng.normal(size=(3, d)), "G_high_symmetry": rng.normal(size=(3, d)),
+            "G_diamond": rng.normal(size=(1, d))}
+    for s in ("original", "carving"):
+        rows, w = fig5.added_rows(data, s, 7)
+        np.testing.assert_array_equal(rows, data[f"G_{s}"])
+        np.testing.assert_array_equal(w, [7.0])
+    rows, w = fig5.added_rows(data, "periodic", 2)
+    np.testing.assert_array_equal(rows, data["G_periodic"][:2])
+    np.testing.assert_array_equal(w, [1.0, 1.0])
+    for n in (1, 3):
+        rows, w = fig5.added_rows(data, "high_symmetry", n)
+        np.testing.assert_array_equal(rows, np.vstack([data["G_high_symmetry"][:n], data["G_diamond"]]))
+        np.testing.assert_array_equal(w, np.ones(n + 1))
+    with pytest.raises(ValueError, match="4 periodic structures asked for, 3 built"):
+        fig5.added_rows(data, "periodic", 4)
+    with pytest.raises(ValueError, match="5 high_symmetry structures asked for, 3 built"):
+        fig5.added_rows(data, "high_symmetry", 5)
+
+
+def test_settings_are_checked():
+    with pytest.raises(ValueError, match=r"environment_radius = 3.0 A is below the model cutoff 3.7 A"):
+        fig5.settings(compose(BASE + ["experiment.environment_radius=3.0"]))
+    with pytest.raises(ValueError, match="n_added must be increasing"):
+        fig5.settings(compose(BASE + ["experiment.sizes.smoke.n_added=[2,1]"]))
+    with pytest.raises(ValueError, match="n_added must be increasing"):
+        fig5.settings(compose(BASE + ["experiment.sizes.smoke.n_added=[0,1]"]))
+    s = fig5.settings(compose(BASE))
+    assert s["model"]["cutoff"] == 3.7 and s["experiment"]["n_added"] == [1, 2]
+    at_cutoff = fig5.settings(compose(BASE + ["experiment.environment_radius=3.7"]))
+    assert at_cutoff["experiment"]["environment_radius"] == 3.7  # equal to the cutoff is allowed
+
+
+def test_a_positions_only_frame_is_enough(smoke, tmp_path):
+    """The paper's frame (source=file) has no energies or forces: the stage needs positions only."""
+    from ase import Atoms
+
+    bare = Atoms(smoke.frame.numbers, smoke.frame.positions, cell=smoke.frame.cell, pbc=True)
+    bare.info.update(reference_method="none (positions only)", subset="liquid")
+    liquid = tmp_path / "carbon_liquid.extxyz"
+    write_frames([bare], liquid)
+    manifest = tmp_path / "models" / "manifest.json"
+    fig5.train(compose(BASE + [f"inputs=[{smoke.data['carbon']},{liquid}]", f"output={manifest}"]))
+    meta = json.loads(manifest.read_text())
+    assert meta["target"] == smoke.meta["target"]  # same positions, same least rigid atom
+    assert "none (positions only)" in meta["reference_method"]
