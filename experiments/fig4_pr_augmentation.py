@@ -136,8 +136,8 @@ def train(cfg: DictConfig) -> None:
                    counts={k: len(v) for k, v in r.items()}, settings=s)
 
 
-def pick_orders(exp: dict, data: dict, h0) -> dict[tuple[str, int], np.ndarray]:
-    """Rows added by each (strategy, seed), in order: greedy by PR, and random orders."""
+def pick_orders(exp: dict, data: dict, h0) -> tuple[dict[tuple[str, int], np.ndarray], np.ndarray]:
+    """Rows added by each (strategy, seed), in order (greedy by PR, and random orders); the greedy objective."""
     from rigidity import select_greedy
 
     X, cand, targets, low = data["X"], data["rows_candidates"], data["rows_targets"], data["rows_low_density"]
