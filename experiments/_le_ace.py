@@ -24,6 +24,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ._linear import ridge_path
+
 RADIAL_BASES = ("laplacian",)
 
 
@@ -93,7 +95,8 @@ def fit_validated(X: np.ndarray, energy: np.ndarray, n_atoms: np.ndarray, X_val:
                   n_val: np.ndarray, alphas: Sequence[float], scales: np.ndarray) -> RidgeFit:
     """Ridge fit of total energies, the regulariser chosen among ``alphas`` by the validation energy RMSE.
 
-    For each alpha, w = argmin |(X / scales) w - (E - N e0)|^2 + alpha |w|^2, from one SVD.
+    For each alpha, w = argmin |(X / scales) w - (E - N e0)|^2 + alpha |w|^2, from one SVD
+    (:func:`experiments._linear.ridge_path`).
     Ties go to the larger alpha (the smoother model).
     """
     alphas = np.asarray(sorted(float(a) for a in alphas), dtype=float)
@@ -103,13 +106,9 @@ def fit_validated(X: np.ndarray, energy: np.ndarray, n_atoms: np.ndarray, X_val:
         raise ValueError(f"a validated fit needs training and validation structures, got {len(X)} and {len(X_val)}")
     n_atoms, n_val = np.asarray(n_atoms, dtype=float), np.asarray(n_val, dtype=float)
     e0 = float(np.mean(energy / n_atoms))
-    y = energy - n_atoms * e0
-    U, s, Vt = np.linalg.svd(X / scales, full_matrices=False)
-    Uy = U.T @ y
     Xv = X_val / scales
     best = None
-    for alpha in alphas[::-1]:
-        w = Vt.T @ (s / (s**2 + alpha) * Uy)
+    for alpha, w in zip(alphas[::-1], ridge_path(X / scales, energy - n_atoms * e0, alphas[::-1])):
         rmse = float(np.sqrt(np.mean((n_val * e0 + Xv @ w - energy_val) ** 2)))
         if best is None or rmse < best.validation_rmse:
             best = RidgeFit(float(alpha), e0, scales, w, rmse)

@@ -124,10 +124,14 @@ def train(cfg: DictConfig) -> None:
     arrays = dict(G_cov=G_cov, cov_index=cov, lpr=lpr, target=target, f_target=F[target])
     check = {}
     for name, group in structures.items():
-        arrays[f"G_{name}"] = _le_ace.structure_features(ace, group, reduce="mean")
-        arrays[f"n_atoms_{name}"] = np.array([len(a) for a in group])
+        n_atoms = np.array([len(a) for a in group])
+        # per-atom rows once per structure: their mean is the structure's row of H, atom 0 the target
+        A, structure = (F, np.zeros(len(F), dtype=int)) if name == "original" else _le_ace.atom_features(ace, group)
+        G = np.zeros((len(group), A.shape[1]))
+        np.add.at(G, structure, A)
+        arrays[f"G_{name}"], arrays[f"n_atoms_{name}"] = G / n_atoms[:, None], n_atoms
         if name not in ("original", "diamond"):  # atom 0 is the target: its features must be the frame's
-            X0 = np.array([_le_ace.atom_features(ace, [a])[0][0] for a in group])
+            X0 = A[np.concatenate([[0], np.cumsum(n_atoms)[:-1]])]
             check[name] = float(np.max(np.abs(X0 - F[target])) / np.max(np.abs(F[target])))
     log.info("target environment kept: max relative feature change %s", check)
     if max(check.values()) > 1e-8:

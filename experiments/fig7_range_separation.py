@@ -99,8 +99,9 @@ def ridge(X: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
     :math:`w = V\,\mathrm{diag}(s / (s^2 + \alpha))\,U^\top y`: no normal equations, whose
     condition number (largest eigenvalue over alpha = 1e-11) would cost most of float64.
     """
-    U, s, Vt = np.linalg.svd(X, full_matrices=False)
-    return Vt.T @ ((s / (s**2 + alpha)) * (U.T @ y))
+    from ._linear import ridge_path
+
+    return ridge_path(X, y, [alpha])[0]
 
 
 def baseline(C: np.ndarray, E: np.ndarray, kind: str) -> np.ndarray:
