@@ -37,3 +37,25 @@ def compose(overrides):
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return hydra_compose(config_name="main", overrides=list(overrides))
+
+
+def run_smoke_experiment(root, module, experiment, datasets):
+    """Smoke datasets, then the train, rigidity and figure stages of one experiment, as the Snakemake rules call them.
+
+    Returns {"data": {dataset: path}, "inputs": "a,b" (the datasets), "manifest", "table", "pdf"}.
+    """
+    from experiments.data import run as make_dataset
+    from experiments.datasets.io import write_frames
+
+    data = {name: root / "data" / f"{name}.extxyz" for name in datasets}
+    for name, path in data.items():
+        write_frames(make_dataset(compose([f"dataset={name}", "scale=smoke"])), path)
+    inputs = ",".join(str(p) for p in data.values())
+    manifest = root / "models" / experiment / "manifest.json"
+    table = root / "tables" / f"{experiment}.csv"
+    pdf = root / "figures" / f"{experiment}.pdf"
+    base = [f"experiment={experiment}", "scale=smoke"]
+    module.train(compose(base + [f"inputs=[{inputs}]", f"output={manifest}"]))
+    module.rigidity(compose(base + [f"inputs=[{manifest},{inputs}]", f"output={table}"]))
+    module.figure(compose(base + [f"inputs=[{table},{manifest}]", f"output={pdf}"]))
+    return dict(data=data, inputs=inputs, manifest=manifest, table=table, pdf=pdf)

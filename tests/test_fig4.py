@@ -9,14 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import compose
+from conftest import compose, run_smoke_experiment
 
 pytest.importorskip("tblite")
 
 from experiments import _le_ace  # noqa: E402
 from experiments import fig4_pr_augmentation as fig4  # noqa: E402
-from experiments.data import run as make_dataset  # noqa: E402
-from experiments.datasets.io import read_frames, write_frames  # noqa: E402
+from experiments.datasets.io import read_frames  # noqa: E402
 
 BASE = ["experiment=fig4_pr_augmentation", "scale=smoke"]
 
@@ -24,14 +23,8 @@ BASE = ["experiment=fig4_pr_augmentation", "scale=smoke"]
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     root = tmp_path_factory.mktemp("fig4_smoke")
-    data = root / "data" / "carbon.extxyz"
-    write_frames(make_dataset(compose(["dataset=carbon", "scale=smoke"])), data)
-    manifest = root / "models" / "fig4_pr_augmentation" / "manifest.json"
-    table = root / "tables" / "fig4_pr_augmentation.csv"
-    pdf = root / "figures" / "fig4_pr_augmentation.pdf"
-    fig4.train(compose(BASE + [f"inputs=[{data}]", f"output={manifest}"]))
-    fig4.rigidity(compose(BASE + [f"inputs=[{manifest},{data}]", f"output={table}"]))
-    fig4.figure(compose(BASE + [f"inputs=[{table},{manifest}]", f"output={pdf}"]))
+    run = run_smoke_experiment(root, fig4, "fig4_pr_augmentation", ["carbon"])
+    data, manifest, table, pdf = run["data"]["carbon"], run["manifest"], run["table"], run["pdf"]
     meta = json.loads(manifest.read_text())
     with np.load(manifest.parent / meta["files"]["features"]) as f:
         features = {k: f[k] for k in f.files}

@@ -8,13 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import compose
+from conftest import compose, run_smoke_experiment
 
 pytest.importorskip("tblite")
 
 from experiments import _le_ace  # noqa: E402
 from experiments import fig5_active_learning as fig5  # noqa: E402
-from experiments.data import run as make_dataset  # noqa: E402
 from experiments.datasets.io import read_frames, write_frames  # noqa: E402
 
 BASE = ["experiment=fig5_active_learning", "scale=smoke"]
@@ -23,16 +22,8 @@ BASE = ["experiment=fig5_active_learning", "scale=smoke"]
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     root = tmp_path_factory.mktemp("fig5_smoke")
-    data = {name: root / "data" / f"{name}.extxyz" for name in ("carbon", "carbon_liquid")}
-    for name, path in data.items():
-        write_frames(make_dataset(compose([f"dataset={name}", "scale=smoke"])), path)
-    inputs = f"{data['carbon']},{data['carbon_liquid']}"
-    manifest = root / "models" / "fig5_active_learning" / "manifest.json"
-    table = root / "tables" / "fig5_active_learning.csv"
-    pdf = root / "figures" / "fig5_active_learning.pdf"
-    fig5.train(compose(BASE + [f"inputs=[{inputs}]", f"output={manifest}"]))
-    fig5.rigidity(compose(BASE + [f"inputs=[{manifest},{inputs}]", f"output={table}"]))
-    fig5.figure(compose(BASE + [f"inputs=[{table},{manifest}]", f"output={pdf}"]))
+    run = run_smoke_experiment(root, fig5, "fig5_active_learning", ["carbon", "carbon_liquid"])
+    data, manifest, table, pdf = run["data"], run["manifest"], run["table"], run["pdf"]
     meta = json.loads(manifest.read_text())
     with np.load(manifest.parent / meta["files"]["features"]) as f:
         features = {k: f[k] for k in f.files}

@@ -6,13 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import compose
+from conftest import compose, run_smoke_experiment
 
 pytest.importorskip("featomic")
 pytest.importorskip("tblite")
 
 from experiments import fig7_range_separation as fig7  # noqa: E402
-from experiments.data import run as make_dataset  # noqa: E402
 from experiments.datasets.io import read_frames, write_frames  # noqa: E402
 
 BASE = ["experiment=fig7_range_separation", "scale=smoke"]
@@ -21,16 +20,8 @@ BASE = ["experiment=fig7_range_separation", "scale=smoke"]
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     root = tmp_path_factory.mktemp("fig7_smoke")
-    data = {name: root / "data" / f"{name}.extxyz" for name in ("water_dimers", "water_monomers")}
-    for name, path in data.items():
-        write_frames(make_dataset(compose([f"dataset={name}", "scale=smoke"])), path)
-    inputs = f"{data['water_dimers']},{data['water_monomers']}"
-    manifest = root / "models" / "manifest.json"
-    table = root / "tables" / "fig7_range_separation.csv"
-    pdf = root / "figures" / "fig7_range_separation.pdf"
-    fig7.train(compose(BASE + [f"inputs=[{inputs}]", f"output={manifest}"]))
-    fig7.rigidity(compose(BASE + [f"inputs=[{manifest},{inputs}]", f"output={table}"]))
-    fig7.figure(compose(BASE + [f"inputs=[{table}]", f"output={pdf}"]))
+    run = run_smoke_experiment(root, fig7, "fig7_range_separation", ["water_dimers", "water_monomers"])
+    data, inputs, manifest, table, pdf = run["data"], run["inputs"], run["manifest"], run["table"], run["pdf"]
     return dict(root=root, data=data, inputs=inputs, manifest=manifest, table=pd.read_csv(table), pdf=pdf)
 
 
