@@ -1,19 +1,22 @@
-"""Files the experiment stages write: manifests, arrays, result tables and figures.
+"""Files the stages write: features, trained linear models, result tables and figures.
 
 Every writer goes through a temporary name in the destination folder and a rename,
 so an interrupted stage leaves either the old file or the new one, never half of one.
+Stage functions return the objects defined here; the entry points write them.
 Result tables carry their provenance in columns (``scale``, ``reference_method``) so
 that a table read on its own still says where its numbers came from.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -21,15 +24,19 @@ __all__ = [
     "atomic_path",
     "write_json",
     "read_json",
-    "write_manifest",
-    "read_manifest",
     "save_arrays",
     "load_arrays",
-    "load_trained",
+    "FeatureSet",
+    "save_features",
+    "load_features",
+    "TrainedModel",
+    "save_model",
+    "load_model",
+    "Table",
     "write_table",
     "read_table",
     "save_figure",
-    "pick_input",
+    "frames_fingerprint",
     "reference_methods",
 ]
 
@@ -52,16 +59,6 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.unlink(tmp)
 
 
-def write_json(path: str | os.PathLike, data: Any) -> Path:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n")
-    return Path(path)
-
-
-def read_json(path: str | os.PathLike) -> Any:
-    return json.loads(Path(path).read_text())
-
-
 def _jsonable(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
@@ -72,61 +69,152 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def write_manifest(path: str | os.PathLike, files: dict[str, str | os.PathLike], **meta: Any) -> Path:
-    """The training stage's output: what it wrote (paths relative to the manifest) and how.
-
-    ``files`` maps a role ("features", "weights", ...) to a file beside the manifest.
-    """
-    path = Path(path)
-    rel = {}
-    for role, f in files.items():
-        f = Path(f)
-        if not f.is_file():
-            raise FileNotFoundError(f"manifest {path}: {role} file {f} was not written")
-        rel[role] = os.path.relpath(f, path.parent)
-    return write_json(path, {"files": rel, **meta})
+def write_json(path: str | os.PathLike, data: Any) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n")
+    return Path(path)
 
 
-def read_manifest(path: str | os.PathLike) -> tuple[dict[str, Path], dict[str, Any]]:
-    """(role -> absolute file path, the other manifest entries)."""
-    path = Path(path)
-    data = read_json(path)
-    files = {role: (path.parent / f).resolve() for role, f in data.pop("files").items()}
-    for role, f in files.items():
-        if not f.is_file():
-            raise FileNotFoundError(f"manifest {path} lists {role} = {f}, which does not exist")
-    return files, data
+def read_json(path: str | os.PathLike) -> Any:
+    return json.loads(Path(path).read_text())
 
 
-def load_trained(inputs: Sequence[str]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Any]]:
-    """What a training stage wrote: (features arrays, model arrays, manifest entries), from the manifest in ``inputs``."""
-    files, meta = read_manifest(pick_input(inputs, "manifest.json"))
-    return load_arrays(files["features"]), load_arrays(files["models"]), meta
-
-
-def save_arrays(path: str | os.PathLike, **arrays: Any) -> Path:
-    """``np.savez`` atomically (no pickled objects: strings are stored as unicode arrays)."""
+def save_arrays(path: str | os.PathLike, meta: Optional[dict] = None, **arrays: Any) -> Path:
+    """``np.savez`` atomically; ``meta`` (JSON) is stored beside the arrays. No pickled objects."""
+    if meta is not None:
+        arrays["meta"] = np.array(json.dumps(meta, sort_keys=True, default=_jsonable))
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})
     return Path(path)
 
 
-def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
+def load_arrays(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
+    """(arrays, meta) of a file written by :func:`save_arrays`; a missing or damaged file is an error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except Exception as err:  # zipfile.BadZipFile, EOFError, CRC errors of a truncated file
+        raise ValueError(f"{path}: not a complete npz file ({type(err).__name__}: {err}); rerun the rule that writes it") from None
+    meta = json.loads(str(arrays.pop("meta"))) if "meta" in arrays else {}
+    return arrays, meta
 
 
-def write_table(table: Any, path: str | os.PathLike, scale: str, reference_method: str) -> Path:
-    """Write a pandas DataFrame as csv with ``scale`` and ``reference_method`` columns first."""
-    table = table.copy()
+def frames_fingerprint(frames: Sequence[Any]) -> str:
+    """SHA-256 (16 hex digits) of the structures' numbers, positions, cells and energies."""
+    h = hashlib.sha256()
+    for a in frames:
+        h.update(np.ascontiguousarray(a.numbers, dtype=np.int64).tobytes())
+        h.update(np.ascontiguousarray(a.positions, dtype=np.float64).tobytes())
+        h.update(np.ascontiguousarray(a.cell.array, dtype=np.float64).tobytes())
+        h.update(np.float64(a.info.get("energy", np.nan)).tobytes())
+    return h.hexdigest()[:16]
+
+
+def reference_methods(frames: Sequence[Any]) -> str:
+    """The reference methods of a set of structures, joined with " + " (e.g. "Stillinger-Weber")."""
+    methods = sorted({str(a.info.get("reference_method", "unknown")) for a in frames})
+    return " + ".join(methods)
+
+
+# ----------------------------------------------------------------------------------------------
+# features
+
+
+@dataclass
+class FeatureSet:
+    """Descriptor features of a dataset (rule compute_features).
+
+    ``X`` is (n_structures, d) summed rows (kind "structures") or (n_atoms, d) per-atom
+    rows (kind "atoms", with ``structure`` the structure of each row). ``blocks`` maps a
+    block name to its [start, stop) columns. ``meta`` records the model config, the
+    dataset, the kind, the descriptor, the frames' fingerprint and reference method.
+    """
+
+    X: np.ndarray
+    n_atoms: np.ndarray
+    blocks: dict[str, tuple[int, int]]
+    meta: dict = field(default_factory=dict)
+    structure: Optional[np.ndarray] = None
+
+    @property
+    def slices(self) -> dict[str, slice]:
+        return {k: slice(int(a), int(b)) for k, (a, b) in self.blocks.items()}
+
+    def check_frames(self, frames: Sequence[Any], path: Any = "features") -> None:
+        """Refuse structures other than those the features were computed from."""
+        got = frames_fingerprint(frames)
+        if self.meta.get("fingerprint") != got:
+            raise ValueError(
+                f"{path}: these features were computed from other structures than the {len(frames)} given "
+                f"(fingerprint {self.meta.get('fingerprint')} != {got}): rerun compute_features"
+            )
+
+
+def save_features(features: FeatureSet, path: str | os.PathLike) -> Path:
+    arrays = dict(X=features.X, n_atoms=features.n_atoms)
+    if features.structure is not None:
+        arrays["structure"] = features.structure
+    meta = dict(features.meta, blocks={k: [int(a), int(b)] for k, (a, b) in features.blocks.items()})
+    return save_arrays(path, meta=meta, **arrays)
+
+
+def load_features(path: str | os.PathLike, frames: Optional[Sequence[Any]] = None) -> FeatureSet:
+    """Features written by :func:`save_features`; with ``frames``, checked to come from them."""
+    arrays, meta = load_arrays(path)
+    blocks = {k: (int(a), int(b)) for k, (a, b) in meta.pop("blocks").items()}
+    fs = FeatureSet(arrays["X"], arrays["n_atoms"], blocks, meta, arrays.get("structure"))
+    if frames is not None:
+        fs.check_frames(frames, path)
+    return fs
+
+
+# ----------------------------------------------------------------------------------------------
+# trained linear models
+
+
+@dataclass
+class TrainedModel:
+    """A fitted linear model (rule fit_model): its arrays (weights, training rows, ...) and metadata."""
+
+    arrays: dict[str, np.ndarray]
+    meta: dict = field(default_factory=dict)
+
+
+def save_model(model: TrainedModel, path: str | os.PathLike) -> Path:
+    return save_arrays(path, meta=model.meta, **model.arrays)
+
+
+def load_model(path: str | os.PathLike) -> TrainedModel:
+    arrays, meta = load_arrays(path)
+    return TrainedModel(arrays, meta)
+
+
+# ----------------------------------------------------------------------------------------------
+# tables and figures
+
+
+@dataclass
+class Table:
+    """A result table (pandas DataFrame) and the reference method of its numbers."""
+
+    data: Any
+    reference_method: str
+
+
+def write_table(table: Table, path: str | os.PathLike, scale: str) -> Path:
+    """Write a :class:`Table` as csv with ``scale`` and ``reference_method`` columns first."""
+    data = table.data.copy()
     for column in ("reference_method", "scale"):
-        if column in table.columns:
-            table = table.drop(columns=column)
-    table.insert(0, "reference_method", reference_method)
-    table.insert(0, "scale", scale)
+        if column in data.columns:
+            data = data.drop(columns=column)
+    data.insert(0, "reference_method", table.reference_method)
+    data.insert(0, "scale", scale)
     with atomic_path(path) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.10g")
+        data.to_csv(tmp, index=False, float_format="%.10g")
     return Path(path)
 
 
@@ -150,17 +238,3 @@ def save_figure(fig: Any, pdf_path: str | os.PathLike, dpi: int = 200) -> tuple[
         with atomic_path(target) as tmp:
             fig.savefig(tmp, format=target.suffix[1:], bbox_inches="tight", **kwargs)
     return pdf_path, png_path
-
-
-def pick_input(inputs: Sequence[str], name: str) -> Path:
-    """The one input whose file name is ``name`` (e.g. "si_nmers.extxyz", "manifest.json")."""
-    matches = [Path(p) for p in inputs if Path(p).name == name]
-    if len(matches) != 1:
-        raise ValueError(f"expected exactly one input named {name!r}, got {len(matches)} in inputs={list(inputs)}")
-    return matches[0]
-
-
-def reference_methods(frames: Sequence[Any]) -> str:
-    """The reference methods of a set of structures, joined with " + " (e.g. "Stillinger-Weber")."""
-    methods = sorted({str(a.info.get("reference_method", "unknown")) for a in frames})
-    return " + ".join(methods)

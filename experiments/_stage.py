@@ -1,62 +1,40 @@
-"""Dispatch of the per-experiment stages (training, rigidity analysis, figure)."""
+"""Entry points of the stages: Hydra composes config/main.yaml with the command line, a thin writer runs."""
 
 from __future__ import annotations
 
-import importlib
-from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any, Callable
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-#: a stage function, or "module:function" imported when the stage runs (keeps imports light)
-Stage = Union[Callable[[DictConfig], Any], str]
+from .config import CONFIG_DIR, register
 
-
-def resolve(stage: Stage) -> Callable[[DictConfig], Any]:
-    """The function a registry entry names."""
-    if callable(stage):
-        return stage
-    module, _, function = stage.partition(":")
-    return getattr(importlib.import_module(module), function)
+__all__ = ["entry_point", "typed", "input_path"]
 
 
-def dispatch(stage: str, cfg: DictConfig, registry: dict[str, Stage]) -> Any:
-    """Run the ``stage`` function registered for ``cfg.experiment.name``."""
-    experiment = cfg.get("experiment")
-    if experiment is None:
-        raise ValueError(f"the {stage} stage needs experiment=<name> (one of config/experiment/*.yaml)")
-    name = experiment.name
-    if name not in registry:
-        done = ", ".join(sorted(registry)) or "none yet"
-        raise NotImplementedError(
-            f"experiment {name}: its {stage} stage is not implemented yet (implemented: {done}); "
-            "`snakemake` builds the implemented figures, `snakemake -n all_figures` shows the whole plan"
-        )
-    return resolve(registry[name])(cfg)
-
-
-def entry_point(stage: str, registry: dict[str, Stage]) -> Callable[[], None]:
-    """The ``@hydra.main`` entry point of a stage: composes config/main.yaml with the command line."""
+def entry_point(write: Callable[[DictConfig], None]) -> Callable[[], None]:
+    """The ``@hydra.main`` entry point of a stage whose writer is ``write(cfg)``."""
     import hydra
 
-    # an absolute path: hydra resolves a relative one against the module defining `main`
-    # (this one, imported as a package module), where it would look for a python package
-    config_dir = str(Path(__file__).resolve().parents[1] / "config")
+    register()
 
-    @hydra.main(version_base="1.3", config_path=config_dir, config_name="main")
+    @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="main")
     def main(cfg: DictConfig) -> None:
-        dispatch(stage, cfg, registry)
+        write(cfg)
 
     return main
 
 
-def scaled_settings(cfg: DictConfig, nodes: tuple[str, ...] = ("experiment", "model")) -> dict[str, dict]:
-    """Plain dicts of config nodes with their per-scale ``sizes[cfg.scale.name]`` entry merged in (key by key)."""
-    from omegaconf import OmegaConf
+def typed(node: Any) -> Any:
+    """A composed config node as its dataclass (``OmegaConf.to_object``): typed attribute access."""
+    if node is None:
+        return None
+    return OmegaConf.to_object(node) if OmegaConf.is_config(node) else node
 
-    out = {}
-    for node in nodes:
-        base = OmegaConf.to_container(cfg[node], resolve=True)
-        sizes = base.pop("sizes", {}) or {}
-        out[node] = OmegaConf.to_container(OmegaConf.merge(base, sizes.get(cfg.scale.name, {}) or {}), resolve=True)
-    return out
+
+def input_path(cfg: DictConfig, key: str) -> str:
+    """The file the rule named ``key`` among the stage's inputs (``inputs={key: path, ...}``)."""
+    inputs = cfg.get("inputs") or {}
+    if key not in inputs:
+        raise ValueError(f"this stage needs the input {key!r}; inputs= names {sorted(inputs) or 'nothing'} "
+                         "(Snakemake passes them; by hand: inputs='{" + key + ": path}')")
+    return str(inputs[key])

@@ -11,15 +11,15 @@ SHA-256). Every structure records its dataset, scale, source and reference metho
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from ._stage import entry_point
+from .config import DatasetConfig
 from .datasets import dataset_module
 from .datasets.download import fetch
 from .datasets.io import DatasetError, Reference, annotate, read_frames, write_frames
@@ -30,54 +30,25 @@ SOURCES = ("download", "file", "generate")
 REPOSITORY = Path(__file__).resolve().parents[1]
 
 
-@dataclasses.dataclass
-class FileSource:
-    path: Optional[str] = None  # extxyz file read when source=file
-    energy_key: Optional[str] = "energy"  # info key of the total energy (eV)
-    forces_key: Optional[str] = "forces"  # arrays key of the forces (eV/A); null when absent
-    reference_method: Optional[str] = None  # what computed the file's labels (required)
-
-
-@dataclasses.dataclass
-class DownloadSource:
-    url: Optional[str] = None  # public archive
-    sha256: Optional[str] = None  # its checksum
-    filename: Optional[str] = None  # name under raw_dir (default: from the URL)
-    note: str = ""  # where the archive comes from, or why there is none
-
-
-@dataclasses.dataclass
-class DatasetConfig:
-    name: str  # dataset name, also the output file's stem
-    description: str  # one line: what the structures are and which figures use them
-    source: Any  # download | file | generate, or one per scale: {smoke: file, quick: file, paper: download}
-    periodic: bool  # structures carry a cell
-    file: FileSource = dataclasses.field(default_factory=FileSource)
-    download: DownloadSource = dataclasses.field(default_factory=DownloadSource)
-    generate: Any = dataclasses.field(default_factory=dict)  # generator parameters (module Params)
-    sizes: Any = dataclasses.field(default_factory=dict)  # per scale: sizes merged over `generate`
-
-
 def dataset_config(cfg: DictConfig) -> DatasetConfig:
-    """The dataset node checked against :class:`DatasetConfig` (unknown keys fail)."""
+    """The dataset node as a :class:`~experiments.config.DatasetConfig` (unknown keys fail)."""
     if cfg.get("dataset") is None:
         raise ValueError("no dataset selected: pass dataset=<name> (see config/dataset/)")
     ds = OmegaConf.merge(OmegaConf.structured(DatasetConfig), cfg.dataset)
-    if OmegaConf.is_dict(ds.source):  # a default per scale; dataset.source=<one> replaces it
-        scale = cfg.scale.name
-        if scale not in ds.source:
-            raise ValueError(f"dataset {ds.name}: source has no entry for scale {scale!r} (has {sorted(ds.source)})")
-        ds.source = ds.source[scale]
     if ds.source not in SOURCES:
-        raise ValueError(f"dataset {ds.name}: source={ds.source!r} is not one of {SOURCES}")
+        raise ValueError(f"dataset {ds.name}: dataset.source={ds.source!r} is not one of {SOURCES}")
     return ds
 
 
-def generator_params(ds: DatasetConfig, scale: str, params_cls: type) -> Any:
-    """Generator parameters: the dataset's ``generate`` node, then its sizes at this scale."""
-    if scale not in ds.sizes:
-        raise ValueError(f"dataset {ds.name} has no sizes for scale {scale!r} (has {sorted(ds.sizes)})")
-    merged = OmegaConf.merge(OmegaConf.structured(params_cls), ds.generate, ds.sizes[scale])
+def generator_params(ds: DatasetConfig, params_cls: type) -> Any:
+    """Generator parameters: the dataset's ``generate`` node checked against the module's ``Params``.
+
+    The scale's sizes are already in it (config/sizes/dataset/<name>/<scale>.yaml), and the command line after them.
+    """
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(params_cls), ds.generate)
+    except Exception as err:  # an unknown key or a wrong type, named with its full key
+        raise ValueError(f"dataset {ds.name}: dataset.generate does not fit {params_cls.__module__}.Params: {err}") from None
     return OmegaConf.to_object(merged)
 
 
@@ -94,7 +65,7 @@ def run(cfg: DictConfig) -> list:
     ds = dataset_config(cfg)
     scale = cfg.scale.name
     module = dataset_module(ds.name)
-    params = generator_params(ds, scale, module.Params)
+    params = generator_params(ds, module.Params)
     if ds.source == "generate":
         frames = module.generate(params, int(cfg.seed))
     else:
@@ -121,8 +92,7 @@ def run(cfg: DictConfig) -> list:
     return frames
 
 
-@hydra.main(version_base="1.3", config_path="../config", config_name="main")
-def main(cfg: DictConfig) -> None:
+def write(cfg: DictConfig) -> None:
     if not cfg.output:
         raise ValueError("pass output=<path of the extxyz to write>")
     t0 = time.perf_counter()
@@ -130,6 +100,8 @@ def main(cfg: DictConfig) -> None:
     path = write_frames(frames, cfg.output)
     log.info("wrote %d structures to %s in %.1f s", len(frames), path, time.perf_counter() - t0)
 
+
+main = entry_point(write)
 
 if __name__ == "__main__":
     main()

@@ -1,6 +1,6 @@
 """Figure 4 (Section IV.1): PR-guided augmentation of a bulk-only LE-ACE carbon model towards surfaces.
 
-A linear LE-ACE model (:mod:`experiments._le_ace`) is trained on total energies of
+A linear LE-ACE model (:mod:`experiments.models.le_ace`, config/model/le_ace.yaml) is trained on total energies of
 dense bulk carbon (split "train", rho > 3.0 g/cm3). The targets are surface slabs
 (split "target"), which the model has never seen. Up to ``n_picks`` bulk structures
 are added from the candidates (split "candidate", rho <= 3.0) by three strategies:
@@ -18,14 +18,19 @@ are added from the candidates (split "candidate", rho <= 3.0) by three strategie
   them from all such bulk structures, not only the candidates).
 
 After every addition the model is refitted (its own regulariser, chosen on the
-validation set, is not the PR's) and the table records the targets' mean PR and
+validation set among ``model.fit``'s grid, is not the PR's) and the table records the targets' mean PR and
 energy RMSE (total, eV per structure, and per atom).
 
-The training split is divided once: ``validation_fraction`` of it (seeded) is the
+The training split is divided once: ``model.fit.validation_fraction`` of it (seeded) is the
 validation set of the regulariser, never fitted and not in H; the rest is the
 training set proper. Where the structures record their MD run (``info["run"]``, the
 generated set), whole runs are held out, so that no validation structure is a
 snapshot of a fitted run. Splits come from the dataset (config/dataset/carbon.yaml).
+
+Jobs: compute_features (the summed LE-ACE features of the whole carbon set), then
+analyse_fig4 (the picks and the refits: seconds) and plot_fig4. The pool of
+candidates is not a Hessian shard job: the greedy selection needs the whole pool in
+one process, and H0 (the fitted dense bulk, hundreds of rows) is a sub-second product.
 
 Reference: whatever the structures record (GFN1-xTB at the default scales, a
 stand-in for GAP-17's DFT, not DFT); the table and the figure carry it.
@@ -34,16 +39,16 @@ stand-in for GAP-17's DFT, not DFT); the table and the figure carry it.
 from __future__ import annotations
 
 import logging
-import time
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
-from omegaconf import DictConfig
+from omegaconf import MISSING, DictConfig
 
-from . import _le_ace
-from ._results import (load_trained, pick_input, read_table, reference_methods, save_arrays, save_figure,
-                       write_manifest, write_table)
-from ._stage import scaled_settings
+from ._results import Table, load_features, read_table
+from ._stage import input_path, typed
+from .config import ExperimentConfig, to_plain
+from .layout import data_key, features_key
+from .models import le_ace
 
 log = logging.getLogger(__name__)
 
@@ -52,25 +57,27 @@ LABELS = {"pr_guided": "PR-guided", "random": "random", "random_low_density": "r
 COLOURS = {"pr_guided": "C3", "random": "C0", "random_low_density": "C2"}
 
 
-def settings(cfg: DictConfig) -> dict:
-    """The experiment's and model's settings at ``cfg.scale.name``, checked."""
-    s = scaled_settings(cfg)
-    exp = s["experiment"]
-    for key in ("n_picks", "n_random_seeds", "n_alphas"):
-        if int(exp[key]) < 1:
-            raise ValueError(f"experiment.{key} must be a positive integer, got {exp[key]!r}")
-    if not 0 < float(exp["validation_fraction"]) < 1:
-        raise ValueError(f"experiment.validation_fraction must lie in (0, 1), got {exp['validation_fraction']!r}")
-    if not float(exp["pr_regularizer"]) > 0:
-        raise ValueError(f"experiment.pr_regularizer must be positive, got {exp['pr_regularizer']!r}")
-    if not 0 < float(exp["alpha_min"]) < float(exp["alpha_max"]):
-        raise ValueError(f"experiment.alpha_min, alpha_max must satisfy 0 < min < max, got {exp['alpha_min']}, {exp['alpha_max']}")
-    _le_ace.total_degrees(s["model"]["E_max"])
-    return s
+@dataclass
+class Settings(ExperimentConfig):
+    n_picks: int = MISSING  # structures added, one at a time
+    n_random_seeds: int = MISSING  # seeds of each random baseline
+    random_seed: int = MISSING  # seeds the random orders (numpy SeedSequence [random_seed, strategy, seed])
+    pr_regularizer: float = MISSING  # added to F^T F of the summed features for the PR (paper), not the model's regulariser
 
 
-def alphas(exp: dict) -> np.ndarray:
-    return np.logspace(np.log10(float(exp["alpha_min"])), np.log10(float(exp["alpha_max"])), int(exp["n_alphas"]))
+def check(cfg: DictConfig) -> None:
+    """Values the schemas cannot check, of the experiment and of its model."""
+    s, model = typed(cfg.experiment), typed(cfg.model)
+    le_ace.check(model)
+    if model.fit is None:
+        raise ValueError(f"model {model.name} has no fit section: Fig 4 refits it after every addition")
+    for key in ("n_picks", "n_random_seeds"):
+        if getattr(s, key) < 1:
+            raise ValueError(f"experiment.{key} must be a positive integer, got {getattr(s, key)!r}")
+    if not s.pr_regularizer > 0:
+        raise ValueError(f"experiment.pr_regularizer must be positive, got {s.pr_regularizer!r}")
+    if len(s.features) != 1 or s.features[0].kind != "structures":
+        raise ValueError(f"experiment.features must name the one summed feature set of the model, got {s.features}")
 
 
 def roles(frames, validation_fraction: float, seed: int) -> dict[str, np.ndarray]:
@@ -100,80 +107,72 @@ def roles(frames, validation_fraction: float, seed: int) -> dict[str, np.ndarray
 
 
 # ----------------------------------------------------------------------------------------------
-# stages
+# analysis
 
 
-def train(cfg: DictConfig) -> None:
-    """LE-ACE summed features of every structure in a role, and the initial (bulk-only) model."""
-    from .datasets.io import read_frames
-
-    s = settings(cfg)
-    exp, model = s["experiment"], s["model"]
-    frames = read_frames(pick_input(cfg.inputs, "carbon.extxyz"))
-    r = roles(frames, float(exp["validation_fraction"]), int(exp["validation_seed"]))
-    used = np.unique(np.concatenate(list(r.values())))
-    ace = _le_ace.descriptor(model)
-    t0 = time.perf_counter()
-    X = _le_ace.structure_features(ace, [frames[i] for i in used], reduce="sum")
-    seconds = time.perf_counter() - t0
-    log.info("%s: summed features of %d structures in %.1f s", ace, len(used), seconds)
-    row = {int(f): k for k, f in enumerate(used)}
-    energy = np.array([float(frames[i].info["energy"]) for i in used])
-    n_atoms = np.array([len(frames[i]) for i in used])
-    density = np.array([float(frames[i].info.get("density", np.nan)) for i in used])
-    rows = {f"rows_{k}": np.array([row[int(f)] for f in v], dtype=int) for k, v in r.items()}
-    fit, val = rows["rows_fit"], rows["rows_validation"]
-    model0 = _le_ace.fit_validated(X[fit], energy[fit], n_atoms[fit], X[val], energy[val], n_atoms[val], alphas(exp),
-                                   _le_ace.column_scales(X[fit]))
-    out = Path(cfg.output).parent
-    features = save_arrays(out / "features.npz", X=X, frame_index=used, energy=energy, n_atoms=n_atoms, density=density,
-                           **rows)
-    models = save_arrays(out / "models.npz", alpha=model0.alpha, e0=model0.e0, scales=model0.scales,
-                         weights=model0.weights)
-    write_manifest(cfg.output, {"features": features, "models": models}, scale=cfg.scale.name,
-                   reference_method=reference_methods(frames), descriptor=repr(ace),
-                   block_sizes=_le_ace.block_sizes(ace), feature_seconds=seconds,
-                   counts={k: len(v) for k, v in r.items()}, settings=s)
-
-
-def pick_orders(exp: dict, data: dict, h0) -> tuple[dict[tuple[str, int], np.ndarray], np.ndarray]:
+def pick_orders(s: Settings, data: dict, h0) -> tuple[dict[tuple[str, int], np.ndarray], np.ndarray]:
     """Rows added by each (strategy, seed), in order (greedy by PR, and random orders); the greedy objective."""
     from rigidity import select_greedy
 
     X, cand, targets, low = data["X"], data["rows_candidates"], data["rows_targets"], data["rows_low_density"]
-    n = int(exp["n_picks"])
+    n = s.n_picks
     if n > len(cand):
         log.warning("n_picks = %d > %d candidates: picking all of them", n, len(cand))
     greedy = select_greedy(h0, X[targets], X[cand], min(n, len(cand)), objective="mean_pr")
     orders = {("pr_guided", 0): cand[greedy.indices]}
     for j, (name, pool) in enumerate((("random", cand), ("random_low_density", low))):
-        for seed in range(int(exp["n_random_seeds"])):
-            rng = np.random.default_rng([int(exp["random_seed"]), j, seed])
+        for seed in range(s.n_random_seeds):
+            rng = np.random.default_rng([s.random_seed, j, seed])
             orders[(name, seed)] = rng.permutation(pool)[:n]
     return orders, greedy.objective
 
 
-def rigidity(cfg: DictConfig) -> None:
+def inputs(cfg: DictConfig, s: Settings) -> dict:
+    """The structures and their features, checked against each other and the composed model, by role."""
+    from .datasets.io import read_frames
+
+    need = s.features[0]
+    frames = read_frames(input_path(cfg, data_key(need.dataset)))
+    fs = load_features(input_path(cfg, features_key(need.model, need.dataset, need.kind)), frames)
+    if fs.meta["model_config"]["descriptor"] != to_plain(cfg.model.descriptor):
+        raise ValueError(f"the features of {need.model} were computed with descriptor {fs.meta['model_config']['descriptor']}, "
+                         f"the composed model has {to_plain(cfg.model.descriptor)}: rerun compute_features")
+    model = typed(cfg.model)
+    r = roles(frames, model.fit.validation_fraction, model.fit.validation_seed)
+    used = np.unique(np.concatenate(list(r.values())))
+    row = {int(f): k for k, f in enumerate(used)}
+    return dict(
+        X=fs.X[used], frame_index=used,
+        energy=np.array([float(frames[i].info["energy"]) for i in used]),
+        n_atoms=np.array([len(frames[i]) for i in used]),
+        density=np.array([float(frames[i].info.get("density", np.nan)) for i in used]),
+        reference_method=fs.meta["reference_method"],
+        **{f"rows_{k}": np.array([row[int(f)] for f in v], dtype=int) for k, v in r.items()},
+    )
+
+
+def analyse(cfg: DictConfig) -> dict[str, Table]:
     """Targets' mean PR and energy RMSE after each added structure, for every strategy and seed."""
     import pandas as pd
 
     from rigidity import Hessian
 
-    data, _, meta = load_trained(cfg.inputs)
-    exp = meta["settings"]["experiment"]
+    check(cfg)
+    s, model = typed(cfg.experiment), typed(cfg.model)
+    data = inputs(cfg, s)
     X, energy, n_atoms = data["X"], data["energy"], data["n_atoms"]
     fit, val, targets = data["rows_fit"], data["rows_validation"], data["rows_targets"]
-    reg, grid, scales = float(exp["pr_regularizer"]), alphas(exp), _le_ace.column_scales(X[fit])
+    reg, grid, scales = s.pr_regularizer, le_ace.alphas(model.fit), le_ace.column_scales(X[fit])
     Xs = X / scales  # the model's parametrisation: the PR of the weights that are fitted
     h0 = Hessian(X.shape[1], regularizer=reg).add(Xs[fit])
-    orders, greedy_objective = pick_orders(exp, dict(data, X=Xs), h0)
+    orders, greedy_objective = pick_orders(s, dict(data, X=Xs), h0)
     records = []
     for (strategy, seed), order in orders.items():
         for k in range(len(order) + 1):
             rows = np.concatenate([fit, order[:k]])
             pr = Hessian(X.shape[1], regularizer=reg).add(Xs[rows]).pr(Xs[targets])
-            m = _le_ace.fit_validated(X[rows], energy[rows], n_atoms[rows], X[val], energy[val], n_atoms[val], grid,
-                                      scales)
+            m = le_ace.fit_validated(X[rows], energy[rows], n_atoms[rows], X[val], energy[val], n_atoms[val], grid,
+                                     scales)
             err = m.predict(X[targets], n_atoms[targets]) - energy[targets]
             added = order[k - 1] if k else -1
             records.append(dict(
@@ -189,10 +188,10 @@ def rigidity(cfg: DictConfig) -> None:
     table = pd.DataFrame(records)
     table["n_fit"], table["n_validation"], table["n_targets"] = len(fit), len(val), len(targets)
     table["n_candidates"], table["n_low_density"] = len(data["rows_candidates"]), len(data["rows_low_density"])
-    write_table(table, cfg.output, scale=meta["scale"], reference_method=meta["reference_method"])
     g = table[table["strategy"] == "pr_guided"].set_index("n_added")
     log.info("PR-guided: target RMSE %s eV; picks at densities %s",
              np.round(g["rmse_total"].to_numpy(), 3), np.round(g["added_density"].to_numpy()[1:], 2))
+    return {"table": Table(table, data["reference_method"])}
 
 
 def summary(table) -> "pd.DataFrame":  # noqa: F821
@@ -201,19 +200,16 @@ def summary(table) -> "pd.DataFrame":  # noqa: F821
             .agg(["mean", "std", "min", "max"]))
 
 
-def figure(cfg: DictConfig) -> None:
+def plot(cfg: DictConfig):
     """(a) mean PR of the targets and (b) their energy RMSE per atom against the number of added structures.
 
     The paper's Fig. 4b gives the RMSE in eV (0.297 eV less after one pick, 0.107 eV at best); with
     64-216-atom slabs, a total-energy error that small would be ~1 meV/atom for a bulk-only model's
     extrapolation to surfaces, so the panel shows the per-atom RMSE (the table has both).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    t = read_table(pick_input(cfg.inputs, "fig4_pr_augmentation.csv"))
+    t = read_table(input_path(cfg, "table"))
     scale, reference = t["scale"].iloc[0], t["reference_method"].iloc[0]
     stats = summary(t)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
@@ -239,5 +235,4 @@ def figure(cfg: DictConfig) -> None:
     n_fit, n_targets = int(t["n_fit"].iloc[0]), int(t["n_targets"].iloc[0])
     fig.suptitle(f"Fig. 4: PR-guided augmentation of a bulk-only LE-ACE carbon model ({n_fit} dense bulk, "
                  f"{n_targets} surface targets). Reference: {reference}; scale: {scale}", fontsize=9)
-    save_figure(fig, cfg.output)
-    plt.close(fig)
+    return fig

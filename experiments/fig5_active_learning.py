@@ -1,10 +1,13 @@
 """Figure 5 (Section IV.2): LPR-guided active learning on the least rigid atom of a liquid carbon frame.
 
-A linear LE-ACE model (:mod:`experiments._le_ace`, cutoff 3.7 A, body orders <= 3)
-defines the covariance H = sum_s g_s g_s^T + ``regularizer`` I over
-``n_covariance_structures`` random structures of the whole carbon set (paper: 500,
-``np.random.seed(123)``; here numpy's ``RandomState(covariance_seed).permutation``),
-g_s the structure's features divided by its atom count (composition column 1).
+A linear LE-ACE model (:mod:`experiments.models.le_ace`, config/model/le_ace_local.yaml:
+cutoff 3.7 A, body orders <= 3) defines the covariance H = sum_s g_s g_s^T +
+``model.rigidity.regularizer`` I over random structures of the whole carbon set (the
+experiment's ``hessians`` rows: paper ``n500-s123``, 500 structures drawn with
+``np.random.seed(123)``, as numpy's ``RandomState(123).permutation``; see
+experiments/runs.py), g_s the structure's features divided by its atom count
+(composition column 1). H is built as map-reduce: ``scale.hessian_shards``
+accumulate_hessian jobs and one merge_hessian job.
 Every atom i of the liquid frame has the LPR 1 / (f_i^T H^-1 f_i), f_i its local
 features; the target is the atom with the lowest LPR. Small structures around it
 (:mod:`rigidity.embedding`), each added to H through its per-atom features:
@@ -22,8 +25,8 @@ For n in ``n_added``, the table records the target's LPR enhancement
 LPR_after / LPR_before - 1: n copies of the frame or of the carved cluster (the same
 structure, as in the paper's Fig. 5c), or n embeddings with fresh random buffer
 displacements. The environment radius (3.75 A) exceeds the model cutoff (3.7 A), so
-every construction keeps the target's model environment exactly; the training stage
-checks that its local features are unchanged (``environment_check`` in the manifest).
+every construction keeps the target's model environment exactly; the analysis checks
+that its local features are unchanged (to 1e-8 relative) before it computes anything.
 
 Reference: the LPR needs no labels; the table records the reference of the carbon
 structures in H and of the frame (GFN1-xTB and Tersoff at the default scales, not DFT).
@@ -31,102 +34,115 @@ structures in H and of the frame (GFN1-xTB and Tersoff at the default scales, no
 
 from __future__ import annotations
 
+import json
 import logging
-import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import List
 
 import numpy as np
-from omegaconf import DictConfig
+from omegaconf import MISSING, DictConfig
 
-from . import _le_ace
-from ._results import (atomic_path, load_trained, pick_input, read_manifest, read_table, reference_methods,
-                       save_arrays, save_figure, write_manifest, write_table)
-from ._stage import scaled_settings
+from ._results import Table, load_features, read_table, reference_methods
+from ._stage import input_path, typed
+from .config import ExperimentConfig, to_plain
+from .layout import data_key, features_key, hessian_key
+from .models import le_ace
 
 log = logging.getLogger(__name__)
 
 STRATEGIES = ("original", "carving", "periodic", "high_symmetry")
 LABELS = {"original": "original structure", "carving": "cluster carving", "periodic": "periodic embedding",
           "high_symmetry": "HS embedding"}
+#: what analyse() returns, and the file type of each (results/<scale>/tables/fig5_active_learning.<name>.<ext>)
+OUTPUTS = {"table": "csv", "structures": "extxyz"}
 COLOURS = {"original": "0.45", "carving": "C1", "periodic": "C0", "high_symmetry": "C3"}
 
 
-def settings(cfg: DictConfig) -> dict:
-    """The experiment's and model's settings at ``cfg.scale.name``, checked."""
-    s = scaled_settings(cfg)
-    exp, model = s["experiment"], s["model"]
-    n_added = [int(n) for n in exp["n_added"]]
+@dataclass
+class Settings(ExperimentConfig):
+    environment_radius: float = MISSING  # A, radius of the carved sphere and of the environment every embedding keeps
+    buffer: float = 0.0  # A, extra half-width of the periodic cube beyond the sphere (0: the text's tight cube)
+    sigma: float = MISSING  # A, standard deviation of buffer-atom displacements
+    min_distance: float = MISSING  # A, no two atoms closer in an embedding
+    lattice_constant: float = MISSING  # A, diamond carbon of the high-symmetry embedding
+    embedding_seed: int = MISSING  # numpy SeedSequence of the buffer displacements, one child per embedding
+    n_added: List[int] = MISSING  # structures added per strategy (panel c)
+
+
+def check(cfg: DictConfig) -> None:
+    """Values the schemas cannot check, of the experiment and of its model."""
+    s, model = typed(cfg.experiment), typed(cfg.model)
+    n_added = list(s.n_added)
     if not n_added or min(n_added) < 1 or sorted(set(n_added)) != n_added:
-        raise ValueError(f"experiment.n_added must be increasing positive integers, got {exp['n_added']}")
-    if int(exp["n_covariance_structures"]) < 1:
-        raise ValueError(f"experiment.n_covariance_structures must be positive, got {exp['n_covariance_structures']!r}")
-    if not float(exp["environment_radius"]) >= float(model["cutoff"]):
-        raise ValueError(f"experiment.environment_radius = {exp['environment_radius']} A is below the model cutoff "
-                         f"{model['cutoff']} A: the constructions would not keep the target's model environment")
-    _le_ace.total_degrees(model["E_max"])
-    return s
+        raise ValueError(f"experiment.n_added must be increasing positive integers, got {n_added}")
+    if not s.environment_radius >= model.descriptor.cutoff:
+        raise ValueError(f"experiment.environment_radius = {s.environment_radius} A is below the model cutoff "
+                         f"{model.descriptor.cutoff} A: the constructions would not keep the target's model environment")
+    if len(s.features) != 1 or s.features[0].kind != "atoms" or len(s.hessians) != 1:
+        raise ValueError("experiment.features must name the frame's per-atom features and experiment.hessians the "
+                         f"one covariance, got {s.features} and {s.hessians}")
+    le_ace.check(model)
 
 
-def build_structures(frame, target: int, exp: dict) -> dict[str, list]:
+def build_structures(frame, target: int, s: Settings) -> dict[str, list]:
     """The small structures of every strategy around atom ``target`` of ``frame``: lists of ASE Atoms."""
     from rigidity.embedding import carve_cluster, high_symmetry_embedding, periodic_embedding
 
-    radius, n = float(exp["environment_radius"]), max(int(k) for k in exp["n_added"])
+    radius, n = float(s.environment_radius), max(int(k) for k in s.n_added)
     # one seed sequence per construction: the k-th embedding is the same whatever the largest n
-    seeds_periodic, seeds_hs = (s.spawn(n) for s in np.random.SeedSequence(int(exp["embedding_seed"])).spawn(2))
-    periodic = [periodic_embedding(frame, target, radius, sigma=float(exp["sigma"]),
-                                   min_distance=float(exp["min_distance"]), rng=np.random.default_rng(seeds_periodic[k]),
-                                   buffer=float(exp["buffer"])) for k in range(n)]
-    hs = [high_symmetry_embedding(frame, target, radius, lattice_constant=float(exp["lattice_constant"]),
-                                  min_distance=float(exp["min_distance"]), sigma=float(exp["sigma"]),
+    seeds_periodic, seeds_hs = (q.spawn(n) for q in np.random.SeedSequence(int(s.embedding_seed)).spawn(2))
+    periodic = [periodic_embedding(frame, target, radius, sigma=float(s.sigma),
+                                   min_distance=float(s.min_distance), rng=np.random.default_rng(seeds_periodic[k]),
+                                   buffer=float(s.buffer)) for k in range(n)]
+    hs = [high_symmetry_embedding(frame, target, radius, lattice_constant=float(s.lattice_constant),
+                                  min_distance=float(s.min_distance), sigma=float(s.sigma),
                                   rng=np.random.default_rng(seeds_hs[k])) for k in range(n)]
     return {"original": [frame], "carving": [carve_cluster(frame, target, radius)], "periodic": periodic,
             "high_symmetry": [e for e, _ in hs], "diamond": [hs[0][1]]}
 
 
 # ----------------------------------------------------------------------------------------------
-# stages
+# analysis
 
 
-def train(cfg: DictConfig) -> None:
-    """Covariance features, LPR of every atom of the frame, the target, and features of every added structure."""
-    import ase.io
-
+def covariance(cfg: DictConfig, s: Settings):
+    """The merged covariance H (rule merge_hessian), checked to come from the composed model's descriptor."""
     from rigidity import Hessian
 
+    need = s.hessians[0]
+    path = input_path(cfg, hessian_key(need.model, need.dataset, need.rows))
+    h = Hessian.load(path)
+    want = json.dumps(to_plain(cfg.model.descriptor), sort_keys=True)
+    if h.metadata.get("descriptor") != want:
+        raise ValueError(f"{path} was built with descriptor {h.metadata.get('descriptor')}, the composed model has "
+                         f"{want}: rerun accumulate_hessian")
+    return h
+
+
+def frame_features(cfg: DictConfig, s: Settings):
+    """The liquid frame and its per-atom features (rule compute_features, kind atoms)."""
     from .datasets.io import read_frames
 
-    s = settings(cfg)
-    exp, model = s["experiment"], s["model"]
-    carbon = read_frames(pick_input(cfg.inputs, "carbon.extxyz"))
+    need = s.features[0]
     # the frame needs positions only: the paper's own frame (source=file) has no energies or forces
-    liquid = read_frames(pick_input(cfg.inputs, "carbon_liquid.extxyz"), energy_key=None, forces_key=None)
+    liquid = read_frames(input_path(cfg, data_key(need.dataset)), energy_key=None, forces_key=None)
     if len(liquid) != 1:
-        raise ValueError(f"carbon_liquid.extxyz must hold one frame, got {len(liquid)}")
-    frame = liquid[0]
-    n_cov = min(int(exp["n_covariance_structures"]), len(carbon))
-    if n_cov < int(exp["n_covariance_structures"]):
-        log.warning("the carbon set has %d structures: H uses all of them, not %d", len(carbon),
-                    exp["n_covariance_structures"])
-    cov = np.sort(np.random.RandomState(int(exp["covariance_seed"])).permutation(len(carbon))[:n_cov])
-    ace = _le_ace.descriptor(model)
-    t0 = time.perf_counter()
-    G_cov = _le_ace.structure_features(ace, [carbon[i] for i in cov], reduce="mean")
-    F, _ = _le_ace.atom_features(ace, [frame])
-    seconds = time.perf_counter() - t0
-    log.info("%s: features of %d structures and %d frame atoms in %.1f s", ace, n_cov, len(frame), seconds)
-    h = Hessian(G_cov.shape[1], regularizer=float(exp["regularizer"])).add(G_cov)
-    lpr = h.lpr(F)
-    target = int(np.argmin(lpr))
-    log.info("target: atom %d, LPR %.4g (median LPR of the frame %.4g)", target, lpr[target], np.median(lpr))
+        raise ValueError(f"{need.dataset} must hold one frame, got {len(liquid)}")
+    fs = load_features(input_path(cfg, features_key(need.model, need.dataset, need.kind)), liquid)
+    if fs.meta["model_config"]["descriptor"] != to_plain(cfg.model.descriptor):
+        raise ValueError(f"the features of {need.dataset} were computed with another descriptor than the composed "
+                         f"model {cfg.model.name}'s: rerun compute_features")
+    return liquid[0], fs.X
 
-    structures = build_structures(frame, target, exp)
-    arrays = dict(G_cov=G_cov, cov_index=cov, lpr=lpr, target=target, f_target=F[target])
-    check = {}
+
+def embedding_features(ace, structures: dict[str, list], F: np.ndarray, target: int) -> tuple[dict, dict]:
+    """Atom-mean rows of every constructed structure, and the target's feature change in each construction."""
+    arrays, check = {}, {}
     for name, group in structures.items():
         n_atoms = np.array([len(a) for a in group])
         # per-atom rows once per structure: their mean is the structure's row of H, atom 0 the target
-        A, structure = (F, np.zeros(len(F), dtype=int)) if name == "original" else _le_ace.atom_features(ace, group)
+        A, structure = (F, np.zeros(len(F), dtype=int)) if name == "original" else le_ace.atom_features(ace, group)
         G = np.zeros((len(group), A.shape[1]))
         np.add.at(G, structure, A)
         arrays[f"G_{name}"], arrays[f"n_atoms_{name}"] = G / n_atoms[:, None], n_atoms
@@ -136,23 +152,7 @@ def train(cfg: DictConfig) -> None:
     log.info("target environment kept: max relative feature change %s", check)
     if max(check.values()) > 1e-8:
         raise RuntimeError(f"a construction changed the target's local features: {check}")
-
-    out = Path(cfg.output).parent
-    # panel a: the target's neighbourhood in the frame and one structure of each strategy
-    with atomic_path(out / "structures.extxyz") as tmp:
-        ase.io.write(tmp, [frame] + [structures[k][0] for k in ("carving", "periodic", "high_symmetry", "diamond")],
-                     format="extxyz")
-    features = save_arrays(out / "features.npz", **arrays)
-    models = save_arrays(out / "models.npz", regularizer=float(exp["regularizer"]))
-    methods = f"H: {reference_methods([carbon[i] for i in cov])}; frame: {reference_methods([frame])}"
-    write_manifest(cfg.output, {"features": features, "models": models, "structures": out / "structures.extxyz"},
-                   scale=cfg.scale.name, reference_method=methods, descriptor=repr(ace),
-                   block_sizes=_le_ace.block_sizes(ace), feature_seconds=seconds, n_frame_atoms=len(frame),
-                   target=target, environment_check=check,
-                   structure_info={k: [dict(n_atoms=len(a), **{i: a.info[i] for i in ("cell_edge", "n_buffer")
-                                                                if i in a.info}) for a in v[:3]]
-                                   for k, v in structures.items()},
-                   settings=s)
+    return arrays, check
 
 
 def added_rows(data: dict, strategy: str, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -168,21 +168,29 @@ def added_rows(data: dict, strategy: str, n: int) -> tuple[np.ndarray, np.ndarra
     return rows, np.ones(len(rows))
 
 
-def rigidity(cfg: DictConfig) -> None:
-    """The target's LPR enhancement for every strategy and number of added structures."""
+def analyse(cfg: DictConfig) -> dict:
+    """The target (lowest LPR of the frame), the structures built around it and its LPR enhancement by each.
+
+    Returns the table and the structures of panel a (the frame, then one carved, periodic,
+    high-symmetry and diamond structure).
+    """
     import pandas as pd
 
-    from rigidity import Hessian
-
-    data, _, meta = load_trained(cfg.inputs)
-    exp = meta["settings"]["experiment"]
-    h = Hessian(data["G_cov"].shape[1], regularizer=float(exp["regularizer"])).add(data["G_cov"])
-    f = data["f_target"][None]
+    check(cfg)
+    s, model = typed(cfg.experiment), typed(cfg.model)
+    h = covariance(cfg, s)
+    frame, F = frame_features(cfg, s)
+    lpr = h.lpr(F)
+    target = int(np.argmin(lpr))
+    log.info("target: atom %d, LPR %.4g (median LPR of the frame %.4g)", target, lpr[target], np.median(lpr))
+    structures = build_structures(frame, target, s)
+    data, _ = embedding_features(le_ace.descriptor(model), structures, F, target)
+    f = F[target][None]
     g_frame = data["G_original"]
     lpr0, pr0 = float(h.lpr(f)[0]), float(h.pr(g_frame)[0])
     records = []
     for strategy in STRATEGIES:
-        for n in exp["n_added"]:
+        for n in s.n_added:
             rows, weights = added_rows(data, strategy, int(n))
             h1 = h.updated(rows, weights=weights)
             lpr1 = float(h1.lpr(f)[0])
@@ -194,12 +202,13 @@ def rigidity(cfg: DictConfig) -> None:
                                 lpr_enhancement_percent=100.0 * (lpr1 / lpr0 - 1.0),
                                 frame_pr_ratio=float(h1.pr(g_frame)[0]) / pr0))
     table = pd.DataFrame(records)
-    lpr = data["lpr"]
-    table["target_atom"], table["frame_atoms"] = int(data["target"]), len(lpr)
-    table["frame_lpr_median"], table["n_covariance"] = float(np.median(lpr)), len(data["G_cov"])
-    write_table(table, cfg.output, scale=meta["scale"], reference_method=meta["reference_method"])
+    table["target_atom"], table["frame_atoms"] = target, len(lpr)
+    table["frame_lpr_median"], table["n_covariance"] = float(np.median(lpr)), h.n_rows
     one = table[table["n_added"] == table["n_added"].min()].set_index("strategy")["lpr_enhancement_percent"]
     log.info("LPR enhancement with one structure (%%): %s", one.round(3).to_dict())
+    methods = f"H: {h.metadata.get('reference_method', 'unknown')}; frame: {reference_methods([frame])}"
+    shown = [frame] + [structures[k][0] for k in ("carving", "periodic", "high_symmetry", "diamond")]
+    return {"table": Table(table, methods), "structures": shown}
 
 
 def _draw_structures(axes, path: Path, radius: float) -> None:
@@ -230,20 +239,16 @@ def _draw_structures(axes, path: Path, radius: float) -> None:
         ax.set_axis_off()
 
 
-def figure(cfg: DictConfig) -> None:
+def plot(cfg: DictConfig):
     """(a) the structures, (b) LPR enhancement with one added structure, (c) against the number added."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    t = read_table(pick_input(cfg.inputs, "fig5_active_learning.csv"))
-    files, meta = read_manifest(pick_input(cfg.inputs, "manifest.json"))
+    t = read_table(input_path(cfg, "table"))
     scale, reference = t["scale"].iloc[0], t["reference_method"].iloc[0]
     fig = plt.figure(figsize=(12, 7.5), constrained_layout=True)
     grid = fig.add_gridspec(2, 4, height_ratios=[1, 1.15])
-    _draw_structures([fig.add_subplot(grid[0, k]) for k in range(4)], files["structures"],
-                     float(meta["settings"]["experiment"]["environment_radius"]))
+    _draw_structures([fig.add_subplot(grid[0, k]) for k in range(4)], Path(input_path(cfg, "structures")),
+                     float(cfg.experiment.environment_radius))
     ax_b, ax_c = fig.add_subplot(grid[1, :2]), fig.add_subplot(grid[1, 2:])
     n1 = int(t["n_added"].min())
     one = t[t["n_added"] == n1].set_index("strategy").loc[list(STRATEGIES)]
@@ -265,5 +270,4 @@ def figure(cfg: DictConfig) -> None:
     fig.suptitle(f"Fig. 5: LPR-guided active learning, atom {int(t['target_atom'].iloc[0])} of a "
                  f"{int(t['frame_atoms'].iloc[0])}-atom liquid carbon frame, LE-ACE covariance of "
                  f"{int(t['n_covariance'].iloc[0])} structures.\nReference: {reference}; scale: {scale}", fontsize=9)
-    save_figure(fig, cfg.output)
-    plt.close(fig)
+    return fig

@@ -1,9 +1,10 @@
 """Figure 6 (Section V.1): body order in linear ACE, self-interacting against purified.
 
 Linear ridge models on Si n-mers with ACE features split into body-order blocks
-nu = 1..4 (:class:`rigidity.descriptors.ace.ACE`). Four training sets replace 50
-pentamers at a time by dimers, trimers and tetramers; for each set and each
-flavour the stages compute
+nu = 1..4 (:mod:`experiments.models.ace`: config/model/ace.yaml, self-interacting,
+and ace_purified.yaml). Four training sets (runs set1 ... set4, named in
+config/dataset/si_nmers.yaml) replace 50 pentamers at a time by dimers, trimers and
+tetramers; one fit_model job per flavour and set, and the analysis computes
 
 - the CPR of every nu block on the test pentamers (pentamers in no training set):
   1 / (x_c^T H^-1 x_c) with H = X^T X + alpha I and x_c the atom-mean feature
@@ -11,7 +12,7 @@ flavour the stages compute
   (a purified block that is identically zero, a pentamer with no atom of nu
   neighbours within the cutoff, has an infinite CPR: those are counted in
   ``cpr_zero_block_count`` and left out of the mean and median). The figure
-  shows the median (``experiment.cpr_statistic``): a block that is nearly zero
+  shows the median (``experiment.plot.cpr_statistic``): a block that is nearly zero
   (four neighbours just inside the cutoff) has a huge CPR, and a few such
   pentamers decide the mean;
 - the predicted total energy along the Si-Si dimer curve, and the nu = 1
@@ -21,12 +22,10 @@ flavour the stages compute
   three-body split (``info["energy_two_body"]``, ``info["energy_three_body"]``),
   so the per-block energies of the test pentamers are compared with it as well.
 
-Model: per-atom energy targets y = E / N - E_isolated with atom-mean features,
-w = (X^T X + alpha I)^-1 X^T y. The paper centred its targets; here
-``model.center_targets`` is false by default: an intercept is a body-order-zero
-constant that a cluster expansion does not have, and with it the nu = 1
-component could match the two-body curve only up to that constant. Stillinger-
-Weber's isolated atom is at 0 eV, so y needs no centring to be a cluster expansion.
+Model (:mod:`experiments.models.ace`): per-atom energy targets y = E / N - E_isolated
+with atom-mean features, w = (X^T X + alpha I)^-1 X^T y (through the SVD of X), not
+centred by default (``model.fit.center_targets``; the paper centred them). The CPR's
+H is the fit's own, X^T X + alpha I over the run's training rows.
 
 Reference: whatever the dataset's structures record (Stillinger-Weber at the
 default scales, not DFT); the table and the figure carry it.
@@ -35,159 +34,114 @@ default scales, not DFT); the table and the figure carry it.
 from __future__ import annotations
 
 import logging
-import time
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 from omegaconf import DictConfig
 
-from ._results import (load_trained, pick_input, read_table, reference_methods, save_arrays, save_figure,
-                       write_manifest, write_table)
-from ._stage import scaled_settings
+from ._results import Table, frames_fingerprint, load_features, load_model, read_table, reference_methods
+from ._stage import input_path, typed
+from .config import ExperimentConfig
+from .layout import data_key, features_key, model_key
 
 log = logging.getLogger(__name__)
 
-SUBSETS = ("dimer", "trimer", "tetramer", "pentamer")
 FLAVOURS = ("self_interacting", "purified")
+STATISTICS = ("mean", "median")
 
 
-def settings(cfg: DictConfig) -> dict:
-    """The experiment's settings at ``cfg.scale.name``: the per-scale ``sizes`` entry applied."""
-    s = scaled_settings(cfg)
-    exp, model = s["experiment"], s["model"]
-    for flavour in exp["flavours"]:
-        if flavour not in FLAVOURS:
-            raise ValueError(f"experiment.flavours: {flavour!r} is not one of {list(FLAVOURS)}")
-    for i, counts in enumerate(exp["training_sets"]):
-        bad = sorted(set(counts) - set(SUBSETS))
-        if bad:
-            raise ValueError(f"experiment.training_sets[{i}]: subsets {bad} are not among {list(SUBSETS)}")
-        if any(int(c) < 0 for c in counts.values()):
-            raise ValueError(f"experiment.training_sets[{i}] = {counts}: counts must be >= 0")
-    if not model["ridge_alpha"] > 0:
-        raise ValueError(f"model.ridge_alpha must be positive, got {model['ridge_alpha']}")
-    return s
+@dataclass
+class Plot:
+    cpr_statistic: str = "median"  # mean | median of the test pentamers' CPRs on the figure (the table has both; paper: mean)
 
 
-def descriptor(model: dict, purified: bool):
-    from rigidity.descriptors.ace import ACE
-
-    return ACE(cutoff=model["cutoff"], total_degree=model["total_degree"][: model["correlation_order"]],
-               purified=purified, angular_weight=model["angular_weight"], radial_inner=model["radial_inner"])
+@dataclass
+class Settings(ExperimentConfig):
+    plot: Plot = field(default_factory=Plot)  # what only the figure reads
 
 
-def training_label(counts: dict) -> str:
-    """'450 pentamers + 50 dimers' style label of a training set."""
-    return " + ".join(f"{counts[s]} {s}s" for s in reversed(SUBSETS) if counts.get(s))
+def check(cfg: DictConfig) -> None:
+    """Values the schema cannot check."""
+    s = typed(cfg.experiment)
+    if s.plot.cpr_statistic not in STATISTICS:
+        raise ValueError(f"experiment.plot.cpr_statistic must be one of {list(STATISTICS)}, got {s.plot.cpr_statistic!r}")
+    if len(s.datasets) != 1 or not s.models or any(m.dataset != s.datasets[0] for m in s.models):
+        raise ValueError(f"experiment.models must be ACE models trained on the one dataset of experiment.datasets, "
+                         f"got datasets {s.datasets} and models {[(m.model, m.dataset) for m in s.models]}")
 
 
-def draw_training_sets(subset: np.ndarray, training_sets: list[dict], seed: int) -> tuple[list[np.ndarray], np.ndarray]:
-    """Indices of each training set, and of the test pentamers (in no training set).
+def flavour(features) -> str:
+    """self_interacting or purified: the flavour of the ACE descriptor the features were computed with."""
+    return "purified" if features.meta["model_config"]["descriptor"]["purified"] else "self_interacting"
 
-    One random order per subset (seeded): each set takes the first ``count`` of
-    every subset's order, so the later sets replace pentamers of the earlier ones
-    by smaller clusters, as in the paper.
-    """
-    rng = np.random.default_rng(seed)
-    order = {s: rng.permutation(np.flatnonzero(subset == s)) for s in SUBSETS}
-    sets = []
-    for i, counts in enumerate(training_sets):
-        rows = []
-        for s in SUBSETS:
-            c = int(counts.get(s, 0))
-            if c > len(order[s]):
-                raise ValueError(f"training set {i} ({training_label(counts)}) needs {c} {s}s, the dataset has {len(order[s])}")
-            rows.append(order[s][:c])
-        sets.append(np.sort(np.concatenate(rows)))
-    used = max(int(c.get("pentamer", 0)) for c in training_sets)
-    test = np.sort(order["pentamer"][used:])
+
+def load_runs(cfg: DictConfig, s: Settings, frames) -> list[dict]:
+    """Per model: its flavour, atom-mean features and blocks, and its trained runs (weights, training rows, label)."""
+    out = []
+    fingerprint = frames_fingerprint(frames)
+    for need in s.models:
+        fs = load_features(input_path(cfg, features_key(need.model, need.dataset)), frames)
+        runs = []
+        for run in need.runs:
+            path = input_path(cfg, model_key(need.model, need.dataset, run))
+            trained = load_model(path)
+            if trained.meta.get("fingerprint") != fingerprint:
+                raise ValueError(f"{path} was fitted on other structures than {need.dataset}'s: rerun fit_model")
+            runs.append(dict(run=run, label=trained.meta.get("label", run), rows=trained.arrays["rows"],
+                             w=trained.arrays["w"], b=float(trained.arrays["b"]),
+                             alpha=float(trained.meta["ridge_alpha"])))
+        out.append(dict(model=need.model, flavour=flavour(fs), X=fs.X / fs.n_atoms[:, None], blocks=fs.slices,
+                        runs=runs))
+    return out
+
+
+def test_pentamers(subset: np.ndarray, models: list[dict]) -> np.ndarray:
+    """The pentamers in no training set of any run: the test set."""
+    used = np.unique(np.concatenate([r["rows"] for m in models for r in m["runs"]]))
+    test = np.setdiff1d(np.flatnonzero(subset == "pentamer"), used)
     if len(test) == 0:
-        raise ValueError(f"no pentamers left for the test set: the dataset has {len(order['pentamer'])}, training uses {used}")
-    return sets, test
-
-
-def ridge(X: np.ndarray, y: np.ndarray, alpha: float, center: bool) -> tuple[np.ndarray, float]:
-    """Weights and intercept of min |X w + b - y|^2 + alpha |w|^2 (b = mean of y when ``center``)."""
-    from scipy.linalg import cho_factor, cho_solve
-
-    b = float(y.mean()) if center else 0.0
-    H = X.T @ X + alpha * np.eye(X.shape[1])
-    return cho_solve(cho_factor(H), X.T @ (y - b)), b
+        raise ValueError(f"no pentamers left for the test set: the dataset has {int(np.sum(subset == 'pentamer'))}, "
+                         "all of them are in training sets")
+    return test
 
 
 # ----------------------------------------------------------------------------------------------
-# stages
+# analysis
 
 
-def train(cfg: DictConfig) -> None:
-    """Features of every structure for both flavours, and one ridge model per flavour and training set."""
-    from .datasets.io import read_frames
-
-    s = settings(cfg)
-    exp, model = s["experiment"], s["model"]
-    frames = read_frames(pick_input(cfg.inputs, "si_nmers.extxyz"))
-    info = {k: np.array([a.info.get(k, np.nan) for a in frames]) for k in ("energy", "energy_two_body", "energy_three_body")}
-    subset = np.array([a.info["subset"] for a in frames])
-    n_atoms = np.array([len(a) for a in frames])
-    separation = np.array([a.info.get("separation", np.nan) for a in frames], dtype=float)
-    y = info["energy"] / n_atoms - float(exp["isolated_atom_energy"])
-    sets, test = draw_training_sets(subset, exp["training_sets"], int(exp["seed"]))
-    out = Path(cfg.output).parent
-    arrays = dict(subset=subset, n_atoms=n_atoms, separation=separation, energy=info["energy"],
-                  energy_two_body=info["energy_two_body"], energy_three_body=info["energy_three_body"], test=test)
-    weights, timings, sizes = {}, {}, {}
-    for flavour in exp["flavours"]:
-        ace = descriptor(model, purified=flavour == "purified")
-        t0 = time.perf_counter()
-        X = ace.structure_features(frames, reduce="mean")
-        timings[flavour] = time.perf_counter() - t0
-        sizes[flavour] = ace.block_sizes
-        log.info("%s: %s, features of %d structures in %.1f s", flavour, ace, len(frames), timings[flavour])
-        arrays[f"X_{flavour}"] = X
-        for k, rows in enumerate(sets):
-            w, b = ridge(X[rows], y[rows], model["ridge_alpha"], model["center_targets"])
-            weights[f"w_{flavour}_{k}"] = w
-            weights[f"b_{flavour}_{k}"] = np.array(b)
-    for k, rows in enumerate(sets):
-        arrays[f"train_{k}"] = rows
-    features = save_arrays(out / "features.npz", **arrays)
-    models = save_arrays(out / "models.npz", **weights)
-    write_manifest(cfg.output, {"features": features, "models": models}, scale=cfg.scale.name,
-                   reference_method=reference_methods(frames), block_sizes=sizes, feature_seconds=timings,
-                   training_sets=[training_label(c) for c in exp["training_sets"]], settings=s)
-
-
-def rigidity(cfg: DictConfig) -> None:
+def analyse(cfg: DictConfig) -> dict[str, Table]:
     """CPR per block on the test pentamers, dimer curves, and energies per block against the reference split."""
     import pandas as pd
 
     from rigidity import Hessian
 
-    data, weights, meta = load_trained(cfg.inputs)
-    s = meta["settings"]
-    exp, model = s["experiment"], s["model"]
-    alpha = float(model["ridge_alpha"])
-    test = data["test"]
+    from .datasets.io import read_frames
+
+    check(cfg)
+    s = typed(cfg.experiment)
+    frames = read_frames(input_path(cfg, data_key(s.datasets[0])))
+    data = {k: np.array([a.info.get(k, np.nan) for a in frames], dtype=float)
+            for k in ("energy", "energy_two_body", "energy_three_body", "separation")}
+    data["subset"] = np.array([a.info["subset"] for a in frames])
+    models = load_runs(cfg, s, frames)
+    test = test_pentamers(data["subset"], models)
     curve = np.flatnonzero(data["subset"] == "dimer_curve")
     curve = curve[np.argsort(data["separation"][curve])]
-    n_atoms = data["n_atoms"]
+    n_atoms = np.array([len(a) for a in frames])
     rows = []
 
     def add(**row):
         rows.append(row)
 
-    for flavour in exp["flavours"]:
-        X = data[f"X_{flavour}"]
+    for m in models:
+        X, blocks = m["X"], m["blocks"]
         X_test = X[test]
-        block_sizes = meta["block_sizes"][flavour]
-        edges = np.concatenate([[0], np.cumsum(list(block_sizes.values()))])
-        blocks = {name: slice(int(edges[i]), int(edges[i + 1])) for i, name in enumerate(block_sizes)}
-        for k, label in enumerate(meta["training_sets"]):
-            train_rows = data[f"train_{k}"]
-            w, b = weights[f"w_{flavour}_{k}"], float(weights[f"b_{flavour}_{k}"])
-            h = Hessian(X.shape[1], regularizer=alpha).add(X[train_rows])
+        for k, run in enumerate(m["runs"]):
+            w, b = run["w"], run["b"]
+            # the CPR's H is the fit's own: X^T X + alpha I on the training rows (paper)
+            h = Hessian(X.shape[1], regularizer=run["alpha"]).add(X[run["rows"]])
             cpr = h.cpr(X_test, blocks)
-            common = dict(flavour=flavour, training_set=k + 1, training_label=label)
+            common = dict(flavour=m["flavour"], training_set=k + 1, training_label=run["label"])
             for name, values in cpr.items():
                 # a pentamer with no atom of >= nu neighbours has a purified nu block of zeros: its component
                 # is exactly 0 whatever the weights, an infinite CPR; such pentamers are counted, not averaged
@@ -230,21 +184,18 @@ def rigidity(cfg: DictConfig) -> None:
     table = pd.DataFrame(rows, columns=["flavour", "training_set", "training_label", "quantity", "block", "x", "value",
                                         "reference"])
     table["n_test"] = len(test)
-    write_table(table, cfg.output, scale=meta["scale"], reference_method=meta["reference_method"])
-    log.info("wrote %d rows to %s", len(table), cfg.output)
+    log.info("%d rows", len(table))
+    return {"table": Table(table, reference_methods(frames))}
 
 
-def figure(cfg: DictConfig) -> None:
+def plot(cfg: DictConfig):
     """Rows: self-interacting, purified. Columns: CPR per nu, total dimer curve, nu = 1 component."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    t = read_table(pick_input(cfg.inputs, "fig6_body_order.csv"))
-    statistic = cfg.experiment.cpr_statistic
-    if statistic not in ("mean", "median"):
-        raise ValueError(f"experiment.cpr_statistic must be 'mean' or 'median', got {statistic!r}")
+    check(cfg)
+    s = typed(cfg.experiment)
+    t = read_table(input_path(cfg, "table"))
+    statistic = s.plot.cpr_statistic
     scale, reference = t["scale"].iloc[0], t["reference_method"].iloc[0]
     flavours = [f for f in FLAVOURS if f in set(t["flavour"])]
     sets = sorted(t["training_set"].unique())
@@ -290,5 +241,4 @@ def figure(cfg: DictConfig) -> None:
             if col == 1 or row == 0:
                 ax.legend(fontsize=6.5)
     fig.suptitle(f"Fig. 6: body order in linear ACE. reference: {reference}; scale: {scale}", fontsize=10)
-    save_figure(fig, cfg.output)
-    plt.close(fig)
+    return fig

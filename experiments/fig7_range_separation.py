@@ -1,18 +1,18 @@
 """Figure 7 (Section V.2): short- and long-range blocks of SOAP+LODE, plain against range-separated.
 
 Ridge models on water dimers with per-atom SOAP+LODE features
-(:class:`rigidity.descriptors.soap_lode.SoapLode`): an SR block (SOAP power
-spectrum, cutoff 2.8 A) and an LR block (SOAP density x LODE potential), the LR
-block either ``non_orthogonal`` (reciprocal-space LODE of every atom) or
-``range_separated`` (minus the real-space part of the atoms within 2.8 A). For
-each variant and each n in ``experiment.train_sizes`` (the first n dimers by
-increasing O-O distance) the stages compute
+(:mod:`experiments.models.soap_lode`): an SR block (SOAP power spectrum, cutoff
+2.8 A) and an LR block (SOAP density x LODE potential), the LR block either
+``non_orthogonal`` (model soap_lode: reciprocal-space LODE of every atom) or
+``range_separated`` (model soap_lode_rs: minus the real-space part of the atoms
+within 2.8 A). Each model is fitted on the first n dimers by increasing O-O
+distance (runs n5 ... n100, one fit_model job each), and the analysis computes
 
 - the CPR of the SR and LR blocks on every dimer (the paper's "CPR on all
   dimers"), 1 / (x_C^T H^-1 x_C) with H = X^T X + alpha I, X the training
   dimers' structure features and x_C a dimer's features with the other block
   zeroed; the table has every dimer's value and the mean, median and geometric
-  mean (the figure shows ``experiment.cpr_statistic``, the paper's mean);
+  mean (the figure shows ``experiment.plot.cpr_statistic``, the paper's mean);
 - predictions on isolated monomers, with the zero of both predictions and
   references at the monomer mean (paper), and their RMSE;
 - beyond the paper: the PR of the monomer predictions, the training RMSE and
@@ -21,7 +21,7 @@ increasing O-O distance) the stages compute
 Model. E = sum_i w . x_i + sum_i e_{Z_i}: a linear model on the structure sums
 X = sum_i x_i (targets are total energies, eV) plus per-species energies e_Z
 fitted by least squares (minimum norm) to the training structures'
-compositions (``model.baseline: composition``). All dimers have the
+compositions (``model.fit.baseline: composition``). All dimers have the
 composition O2H4, so e_Z is fixed only up to its O:H split, but the monomers
 (OH2) have the same ratio: their baseline is half the training dimers' mean
 energy whatever the split, and the monomer comparison removes any constant
@@ -35,158 +35,86 @@ NOT DFT); the table and the figure carry it.
 from __future__ import annotations
 
 import logging
-import time
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
-from omegaconf import DictConfig
+from omegaconf import MISSING, DictConfig
 
-from ._results import (load_trained, pick_input, read_table, reference_methods, save_arrays, save_figure,
-                       write_manifest, write_table)
-from ._stage import scaled_settings
+from ._results import Table, frames_fingerprint, load_features, load_model, read_table, reference_methods
+from ._stage import input_path, typed
+from .config import ExperimentConfig
+from .layout import data_key, features_key, model_key
+from .models.soap_lode import VARIANTS, composition
 
 log = logging.getLogger(__name__)
 
-VARIANTS = ("non_orthogonal", "range_separated")
 STATISTICS = ("mean", "median", "geometric_mean")
-DIMERS, MONOMERS = "water_dimers.extxyz", "water_monomers.extxyz"
 
 
-def settings(cfg: DictConfig) -> dict:
-    """The experiment's and model's settings at ``cfg.scale.name``: the per-scale ``sizes`` entries merged in."""
-    out = scaled_settings(cfg)
-    exp, model = out["experiment"], out["model"]
-    bad = [v for v in exp["variants"] if v not in VARIANTS]
-    if bad or not exp["variants"]:
-        raise ValueError(f"experiment.variants: {bad or exp['variants']} must be among {list(VARIANTS)}")
-    sizes = [int(n) for n in exp["train_sizes"]]
-    if not sizes or min(sizes) < 1 or sorted(set(sizes)) != sizes:
-        raise ValueError(f"experiment.train_sizes must be increasing positive integers, got {exp['train_sizes']}")
-    if exp["cpr_statistic"] not in STATISTICS:
-        raise ValueError(f"experiment.cpr_statistic must be one of {list(STATISTICS)}, got {exp['cpr_statistic']!r}")
-    if not float(model["ridge_alpha"]) > 0:
-        raise ValueError(f"model.ridge_alpha must be positive, got {model['ridge_alpha']}")
-    if model["baseline"] not in ("composition", "none"):
-        raise ValueError(f"model.baseline must be 'composition' or 'none', got {model['baseline']!r}")
-    return out
+@dataclass
+class Plot:
+    cpr_statistic: str = "mean"  # mean | median | geometric_mean of the CPRs on all dimers (paper: mean; the table has all)
 
 
-def descriptor(model: dict):
-    """The :class:`~rigidity.descriptors.soap_lode.SoapLode` that ``model`` (config/model/soap_lode.yaml) describes."""
-    from rigidity.descriptors.soap_lode import SoapLode
-
-    soap, lode = model["soap"], model["lode"]
-    return SoapLode(
-        model["species"],
-        cutoff=soap["cutoff"], n_radial=soap["n_radial"], max_angular=soap["max_angular"],
-        atomic_gaussian_width=soap["atomic_gaussian_width"], cutoff_width=soap["cutoff_width"],
-        lode_exponent=lode["exponent"], lode_smearing=lode["atomic_gaussian_width"], k_cutoff=lode["k_cutoff"],
-        lode_n_radial=lode["n_radial"], lode_radius=lode["radius"], box_edge=model["box_edge"],
-        background_correction=lode["background_correction"], lode_spline_accuracy=lode["spline_accuracy"],
-        real_space_spline_accuracy=lode["real_space_spline_accuracy"],
-    )
+@dataclass
+class Settings(ExperimentConfig):
+    monomers: str = MISSING  # dataset the models trained on dimers extrapolate to
+    plot: Plot = field(default_factory=Plot)  # what only the figure reads
 
 
-def composition(frames, species) -> np.ndarray:
-    """(n_structures, n_species) atom counts per species."""
-    species = list(species)
-    return np.array([[int(np.sum(a.numbers == z)) for z in species] for a in frames], dtype=float)
-
-
-def ridge(X: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
-    r"""Weights minimising :math:`\lVert X w - y\rVert^2 + \alpha \lVert w\rVert^2`, through the SVD of X.
-
-    :math:`w = V\,\mathrm{diag}(s / (s^2 + \alpha))\,U^\top y`: no normal equations, whose
-    condition number (largest eigenvalue over alpha = 1e-11) would cost most of float64.
-    """
-    from ._linear import ridge_path
-
-    return ridge_path(X, y, [alpha])[0]
-
-
-def baseline(C: np.ndarray, E: np.ndarray, kind: str) -> np.ndarray:
-    """Per-species energies (eV) from the compositions C (n, S) and energies E (n,): min-norm least squares."""
-    if kind == "none":
-        return np.zeros(C.shape[1])
-    return np.linalg.lstsq(C, E, rcond=None)[0]
-
-
-def _sorted_dimers(frames):
-    from .datasets.water_dimers import o_o_distance
-
-    d = np.array([float(a.info.get("o_o_distance", o_o_distance(a))) for a in frames])
-    order = np.argsort(d, kind="stable")
-    if np.any(order != np.arange(len(d))):
-        log.warning("the dimers were not sorted by O-O distance: sorting them")
-    return [frames[i] for i in order], d[order]
+def check(cfg: DictConfig) -> None:
+    """Values the schema cannot check."""
+    s = typed(cfg.experiment)
+    if s.plot.cpr_statistic not in STATISTICS:
+        raise ValueError(f"experiment.plot.cpr_statistic must be one of {list(STATISTICS)}, got {s.plot.cpr_statistic!r}")
+    dimers = {m.dataset for m in s.models}
+    if len(dimers) != 1 or s.monomers in dimers or set(s.datasets) != dimers | {s.monomers}:
+        raise ValueError(f"experiment.models must be trained on one dataset (the dimers) and experiment.datasets must be "
+                         f"it and experiment.monomers; got models on {sorted(dimers)}, datasets {s.datasets}, "
+                         f"monomers {s.monomers!r}")
 
 
 def _rmse(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(x)))) if len(x) else float("nan")
 
 
+def _dimer_distances(frames, path) -> np.ndarray:
+    from .datasets.water_dimers import o_o_distance
+
+    d = np.array([float(a.info.get("o_o_distance", o_o_distance(a))) for a in frames])
+    if np.any(np.diff(d) < 0):
+        raise ValueError(f"{path}: the dimers are not sorted by O-O distance, which runs n<N> (the first N dimers) "
+                         "assume; the data stage sorts them (experiments/datasets/water_dimers.py)")
+    return d
+
+
+def load_runs(cfg: DictConfig, s: Settings, dimers, monomers) -> list[dict]:
+    """Per model: its LR variant, the dimers' and monomers' structure features, blocks, and its trained runs."""
+    fingerprint = frames_fingerprint(dimers)
+    out = []
+    for need in s.models:
+        fd = load_features(input_path(cfg, features_key(need.model, need.dataset)), dimers)
+        fm = load_features(input_path(cfg, features_key(need.model, s.monomers)), monomers)
+        variant = fd.meta["variant"]
+        if variant not in VARIANTS or fm.meta["variant"] != variant:
+            raise ValueError(f"model {need.model}: features of variants {variant!r} and {fm.meta['variant']!r}")
+        runs = []
+        for run in need.runs:
+            path = input_path(cfg, model_key(need.model, need.dataset, run))
+            trained = load_model(path)
+            if trained.meta.get("fingerprint") != fingerprint:
+                raise ValueError(f"{path} was fitted on other structures than {need.dataset}'s: rerun fit_model")
+            runs.append(dict(run=run, rows=trained.arrays["rows"], w=trained.arrays["w"], e=trained.arrays["e"],
+                             species=trained.arrays["species"], alpha=float(trained.meta["ridge_alpha"])))
+        out.append(dict(model=need.model, variant=variant, X=fd.X, Xm=fm.X, blocks=fd.slices, runs=runs))
+    return out
+
+
 # ----------------------------------------------------------------------------------------------
-# stages
+# analysis
 
 
-def train(cfg: DictConfig) -> None:
-    """Features of all dimers and monomers for both variants, and one ridge model per variant and n."""
-    from .datasets.io import read_frames
-
-    s = settings(cfg)
-    exp, model = s["experiment"], s["model"]
-    dimers, distance = _sorted_dimers(read_frames(pick_input(cfg.inputs, DIMERS)))
-    monomers = read_frames(pick_input(cfg.inputs, MONOMERS))
-    sizes = [int(n) for n in exp["train_sizes"]]
-    if sizes[-1] > len(dimers):
-        raise ValueError(
-            f"experiment.train_sizes {sizes} exceed the {len(dimers)} dimers of {pick_input(cfg.inputs, DIMERS)}: "
-            f"set experiment.sizes.{cfg.scale.name}.train_sizes"
-        )
-    desc = descriptor(model)
-    t0 = time.perf_counter()
-    desc.density_calculator(), desc.lode_calculator(), desc.background()
-    if "range_separated" in exp["variants"]:
-        desc.real_space_lode_calculator()
-    t_setup = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    fd = desc.compute(dimers, exp["variants"])
-    fm = desc.compute(monomers, exp["variants"])
-    t_features = time.perf_counter() - t0
-    log.info("SOAP+LODE: %d SR + %d LR features; splines %.1f s, features of %d dimers and %d monomers %.1f s",
-             desc.n_sr, desc.n_lr, t_setup, len(dimers), len(monomers), t_features)
-
-    E_d = np.array([a.info["energy"] for a in dimers], dtype=float)
-    E_m = np.array([a.info["energy"] for a in monomers], dtype=float)
-    C_d, C_m = composition(dimers, desc.species), composition(monomers, desc.species)
-    arrays = dict(energy_dimers=E_d, energy_monomers=E_m, composition_dimers=C_d, composition_monomers=C_m,
-                  o_o_distance=distance, species=np.array(desc.species), feature_names=np.array(desc.feature_names()))
-    weights = dict(train_sizes=np.array(sizes))
-    alpha = float(model["ridge_alpha"])
-    t0 = time.perf_counter()
-    for variant in exp["variants"]:
-        X, Xm = fd[variant].structure_sums(), fm[variant].structure_sums()
-        arrays[f"X_dimers__{variant}"], arrays[f"X_monomers__{variant}"] = X, Xm
-        W, B = [], []
-        for n in sizes:
-            e = baseline(C_d[:n], E_d[:n], model["baseline"])
-            W.append(ridge(X[:n], E_d[:n] - C_d[:n] @ e, alpha))
-            B.append(e)
-        weights[f"w__{variant}"], weights[f"e__{variant}"] = np.array(W), np.array(B)
-    t_fit = time.perf_counter() - t0
-    out = Path(cfg.output).parent
-    features = save_arrays(out / "features.npz", **arrays)
-    models = save_arrays(out / "models.npz", **weights)
-    blocks = {k: [v.start, v.stop] for k, v in desc.blocks.items()}
-    write_manifest(
-        cfg.output, {"features": features, "models": models}, scale=cfg.scale.name,
-        reference_method=reference_methods(list(dimers) + list(monomers)), settings=s, descriptor=desc.hypers(),
-        blocks=blocks, n_dimers=len(dimers), n_monomers=len(monomers), train_sizes=sizes,
-        seconds={"splines": t_setup, "features": t_features, "fit": t_fit},
-    )
-
-
-def rigidity(cfg: DictConfig) -> None:
+def analyse(cfg: DictConfig) -> dict[str, Table]:
     """CPR of SR and LR on all dimers, monomer predictions and RMSE, per variant and training size."""
     import pandas as pd
 
@@ -194,34 +122,29 @@ def rigidity(cfg: DictConfig) -> None:
 
     from .datasets.io import read_frames
 
-    data, weights, meta = load_trained(cfg.inputs)
-    s = meta["settings"]
-    exp, model = s["experiment"], s["model"]
-    alpha = float(model["ridge_alpha"])
-    blocks = {k: slice(int(a), int(b)) for k, (a, b) in meta["blocks"].items()}
-    dimers, _ = _sorted_dimers(read_frames(pick_input(cfg.inputs, DIMERS)))
-    monomers = read_frames(pick_input(cfg.inputs, MONOMERS))
-    E_d, E_m = data["energy_dimers"], data["energy_monomers"]
-    for name, frames, E in (("dimers", dimers, E_d), ("monomers", monomers, E_m)):
-        ref = np.array([a.info["energy"] for a in frames], dtype=float)
-        if ref.shape != E.shape or not np.allclose(ref, E, rtol=0, atol=1e-9):
-            raise ValueError(f"the {name} of inputs={list(cfg.inputs)} are not those the features of "
-                             f"{pick_input(cfg.inputs, 'manifest.json')} were computed from: rerun the training stage")
+    check(cfg)
+    s = typed(cfg.experiment)
+    dimers_path = input_path(cfg, data_key(s.models[0].dataset))
+    dimers = read_frames(dimers_path)
+    monomers = read_frames(input_path(cfg, data_key(s.monomers)))
+    distance = _dimer_distances(dimers, dimers_path)
+    models = load_runs(cfg, s, dimers, monomers)
+    E_d = np.array([a.info["energy"] for a in dimers], dtype=float)
+    E_m = np.array([a.info["energy"] for a in monomers], dtype=float)
     reference = reference_methods(list(dimers) + list(monomers))
-    distance = data["o_o_distance"]
-    sizes = [int(n) for n in weights["train_sizes"]]
     ref_m = E_m - E_m.mean()
     rows = []
 
     def add(**row):
         rows.append(row)
 
-    for variant in exp["variants"]:
-        X, Xm = data[f"X_dimers__{variant}"], data[f"X_monomers__{variant}"]
-        for k, n in enumerate(sizes):
+    for m in models:
+        X, Xm, blocks, variant = m["X"], m["Xm"], m["blocks"], m["variant"]
+        for run in m["runs"]:
+            train, n = run["rows"], len(run["rows"])
             common = dict(variant=variant, n_train=n)
-            w, e = weights[f"w__{variant}"][k], weights[f"e__{variant}"][k]
-            h = Hessian(X.shape[1], regularizer=alpha).add(X[:n])
+            w, e = run["w"], run["e"]
+            h = Hessian(X.shape[1], regularizer=run["alpha"]).add(X[train])
             cpr = h.cpr(X, blocks)
             for block, values in cpr.items():
                 values = np.asarray(values)
@@ -232,19 +155,20 @@ def rigidity(cfg: DictConfig) -> None:
                          "geometric_mean": np.exp(np.mean(np.log(values)))}
                 for stat, v in stats.items():
                     add(**common, quantity="cpr", block=block, statistic=stat, value=v, unit="1")
-            pred_d = X @ w + data["composition_dimers"] @ e
-            pred_m = Xm @ w + data["composition_monomers"] @ e
+            pred_d = X @ w + composition(dimers, run["species"]) @ e
+            pred_m = Xm @ w + composition(monomers, run["species"]) @ e
             pred_m = pred_m - pred_m.mean()
             for i, (p, r) in enumerate(zip(pred_m, ref_m)):
                 add(**common, quantity="monomer_energy", block="total", statistic="per_structure", structure=i,
                     value=p, reference=r, unit="eV")
             add(**common, quantity="monomer_rmse", block="total", statistic="rmse",
                 value=1000 * _rmse(pred_m - ref_m), unit="meV")
+            held = np.setdiff1d(np.arange(len(E_d)), train)
             add(**common, quantity="train_rmse", block="total", statistic="rmse",
-                value=1000 * _rmse(pred_d[:n] - E_d[:n]), unit="meV")
-            if n < len(E_d):
+                value=1000 * _rmse(pred_d[train] - E_d[train]), unit="meV")
+            if len(held):
                 add(**common, quantity="heldout_dimer_rmse", block="total", statistic="rmse",
-                    value=1000 * _rmse(pred_d[n:] - E_d[n:]), unit="meV")
+                    value=1000 * _rmse(pred_d[held] - E_d[held]), unit="meV")
             pr = np.asarray(h.pr(Xm))
             add(**common, quantity="monomer_pr", block="total", statistic="mean", value=float(pr.mean()), unit="1")
             add(**common, quantity="monomer_pr", block="total", statistic="median", value=float(np.median(pr)),
@@ -257,21 +181,18 @@ def rigidity(cfg: DictConfig) -> None:
     table["structure"] = table["structure"].astype("Int64")
     table["n_dimers"] = len(E_d)
     table["n_monomers"] = len(E_m)
-    write_table(table, cfg.output, scale=meta["scale"], reference_method=reference)
-    log.info("wrote %d rows to %s", len(table), cfg.output)
+    log.info("%d rows", len(table))
+    return {"table": Table(table, reference)}
 
 
-def figure(cfg: DictConfig) -> None:
+def plot(cfg: DictConfig):
     """Left: CPR of SR and LR against n for both variants. Right: monomer parity plots, one per variant."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    t = read_table(pick_input(cfg.inputs, "fig7_range_separation.csv"))
-    statistic = cfg.experiment.cpr_statistic
-    if statistic not in STATISTICS:
-        raise ValueError(f"experiment.cpr_statistic must be one of {list(STATISTICS)}, got {statistic!r}")
+    check(cfg)
+    s = typed(cfg.experiment)
+    t = read_table(input_path(cfg, "table"))
+    statistic = s.plot.cpr_statistic
     scale, reference = t["scale"].iloc[0], t["reference_method"].iloc[0]
     note = "" if "dft" in str(reference).lower() else " (not DFT)"
     variants = [v for v in VARIANTS if v in set(t["variant"])]
@@ -321,5 +242,4 @@ def figure(cfg: DictConfig) -> None:
         ax.legend(fontsize=6.5, loc="upper left")
     fig.suptitle(f"Fig. 7: range separation in SOAP+LODE, trained on water dimers; energies zero at the monomer "
                  f"mean. reference: {reference}{note}; scale: {scale}", fontsize=9)
-    save_figure(fig, cfg.output)
-    plt.close(fig)
+    return fig

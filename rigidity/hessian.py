@@ -33,8 +33,12 @@ factorisation is reused until the accumulated rank makes a new one cheaper.
 
 from __future__ import annotations
 
+import json
+import os
+import secrets
+import zipfile
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping, Union
 
 import numpy as np
 
@@ -42,6 +46,12 @@ from ._backend import Ops, bad_rows, is_torch
 from ._validation import as_rows, as_weights, block_indices, check_positive_int
 
 __all__ = ["Hessian"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+#: Version of the .npz layout written by :meth:`Hessian.save` (the ``version`` key).
+FILE_VERSION = 1
+_FILE_KEYS = ("version", "accumulator", "regularizer", "n_features", "n_rows", "dtype", "metadata")
 
 
 def _rows_per_chunk(ops: Ops, n_features: int) -> int:
@@ -166,7 +176,8 @@ class Hessian:
         torch tensors.
 
     Every method accepts numpy arrays and torch tensors and returns the kind (and
-    device) it was given. Partial accumulators built over shards merge with ``+``.
+    device) it was given. Partial accumulators built over shards merge with ``+``;
+    across jobs, shard files written by :meth:`save` are summed by :meth:`merged`.
 
     Examples
     --------
@@ -190,6 +201,8 @@ class Hessian:
         self._acc = None  # sum_i w_i g_i g_i^T, allocated on the first add
         self._factor: _Factor | None = None
         self.n_rows = 0  #: number of rows added so far
+        #: Descriptive str / int / float / bool values saved with the Hessian (e.g. ``feature_set``).
+        self.metadata: dict[str, Any] = {}
 
     # -- properties ---------------------------------------------------------
     @property
@@ -266,6 +279,7 @@ class Hessian:
     def copy(self) -> "Hessian":
         new = Hessian.__new__(Hessian)
         new.__dict__.update(self.__dict__)
+        new.metadata = dict(self.metadata)
         if self._acc is not None:
             new._acc = self._ops.copy(self._acc)
         return new
@@ -282,18 +296,134 @@ class Hessian:
             )
         if other._ops.dtype_name != self._ops.dtype_name:
             raise ValueError(f"cannot merge Hessians of dtypes {self._ops.dtype_name} and {other._ops.dtype_name}")
+        fs, other_fs = self.metadata.get("feature_set"), other.metadata.get("feature_set")
+        if fs is not None and other_fs is not None and fs != other_fs:
+            raise ValueError(f"cannot merge Hessians of different feature sets: {fs!r} and {other_fs!r}")
         new = self.copy()
         if other._acc is not None:
             acc = new._ops.asarray(other._acc)
             new._acc = new._ops.copy(acc) if new._acc is None else new._acc + acc
         new.n_rows = self.n_rows + other.n_rows
         new._factor = None
+        # the keys both sides share with equal values (per-shard digests drop out)
+        new.metadata = {k: v for k, v in self.metadata.items() if k in other.metadata and other.metadata[k] == v}
         return new
 
     def __radd__(self, other: Any) -> "Hessian":
         if isinstance(other, int) and other == 0:  # sum([h1, h2, ...])
             return self.copy()
         return NotImplemented
+
+    # -- files ------------------------------------------------------------------
+    def save(self, path: PathLike, **metadata: Any) -> str:
+        r"""Write the Hessian to an .npz file at exactly ``path`` (no suffix is added).
+
+        The file holds the accumulated :math:`\sum_i w_i \mathbf g_i \mathbf g_i^\top`
+        without the regularizer, so that shards saved by separate jobs sum to the
+        Hessian of all their rows (:meth:`merged`). It is written to a temporary file
+        in the same folder and renamed over ``path``: an interrupted save leaves
+        ``path`` as it was.
+
+        Parameters
+        ----------
+        path : str or path-like
+        **metadata : str, int, float or bool
+            Saved with (and overriding) :attr:`metadata`, e.g. ``feature_set="le_ace r_c=3.7"``.
+
+        Returns
+        -------
+        The path written, as a string.
+
+        Notes
+        -----
+        Keys: ``version`` (int), ``accumulator`` (d, d) in the Hessian's dtype,
+        ``regularizer`` (float64), ``n_features``, ``n_rows`` (int64), ``dtype``
+        ("float64" / "float32") and ``metadata`` (a JSON object); readable with
+        ``np.load(path, allow_pickle=False)``.
+        """
+        path = os.fspath(path)
+        meta = _checked_metadata({**self.metadata, **metadata}, path)
+        d = self._d
+        acc = np.zeros((d, d), dtype=self._ops.dtype_name) if self._acc is None else self._ops.to_numpy(self._acc)
+        arrays = {
+            "version": np.int64(FILE_VERSION),
+            "accumulator": np.ascontiguousarray(acc),
+            "regularizer": np.float64(self._regularizer),
+            "n_features": np.int64(d),
+            "n_rows": np.int64(self.n_rows),
+            "dtype": np.str_(self._ops.dtype_name),
+            "metadata": np.str_(json.dumps(meta, sort_keys=True)),
+        }
+        folder, name = os.path.split(os.path.abspath(path))
+        tmp = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.tmp")
+        try:
+            with open(tmp, "xb") as f:
+                np.savez(f, **arrays)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: PathLike, device: Any = None) -> "Hessian":
+        """Read a Hessian written by :meth:`save` (numpy, or torch on ``device`` if given).
+
+        The file is checked whole before anything is built: a missing file raises
+        FileNotFoundError, and a truncated or corrupt file, a missing key, a wrong
+        shape, a non-finite or asymmetric accumulator or an unknown version raise
+        ValueError naming the file. The saved metadata is in :attr:`metadata`.
+        """
+        path = os.fspath(path)
+        a = _read_hessian_file(path)
+        h = cls(a["n_features"], regularizer=a["regularizer"], dtype=a["dtype"], device=device)
+        h._acc = None if a["n_rows"] == 0 and not a["accumulator"].any() else h._ops.asarray(a["accumulator"])
+        h.n_rows = a["n_rows"]
+        h.metadata = a["metadata"]
+        return h
+
+    @classmethod
+    def merged(cls, shards: Iterable[PathLike | "Hessian"], device: Any = None) -> "Hessian":
+        """Sum of shard Hessians, given as files written by :meth:`save` (or as Hessians).
+
+        The regularizer is counted once, as with ``+``. Shards must agree in
+        n_features, regularizer, dtype and the ``feature_set`` metadata key (present
+        in all or none); ``n_rows`` adds up. The result's metadata keeps the keys that
+        every shard holds with the same value, and ``n_shards`` (summed when shards
+        were themselves merged).
+
+        Raises
+        ------
+        ValueError naming both shards and the values they differ in.
+        """
+        items = list(shards)
+        if not items:
+            raise ValueError("no shards to merge")
+        total = first = None
+        seen: dict[str, str] = {}
+        n_shards = 0
+        for i, item in enumerate(items):
+            if isinstance(item, Hessian):
+                label, h = f"shard {i} (a Hessian)", item
+            else:
+                label = os.fspath(item)
+                key = os.path.realpath(label)
+                if key in seen:
+                    raise ValueError(f"shard file {label} is given twice (also as {seen[key]}): its rows would count twice")
+                seen[key] = label
+                h = cls.load(label, device=device)
+            if first is None:
+                first, total = (label, h), h
+            else:
+                _check_same_shard(*first, label, h)
+                total = total + h
+            n_shards += int(h.metadata.get("n_shards", 1))
+        total = total.copy() if len(items) == 1 else total  # never alter a Hessian passed in
+        total.metadata["n_shards"] = n_shards
+        return total
 
     # -- factorisation ----------------------------------------------------------
     def _get_factor(self) -> _Factor:
@@ -511,6 +641,86 @@ class Hessian:
         for s, e, U in cands.whitened_chunks(factor, Z.shape[0]):
             out[s:e] = _variance_after(ops, Z, var, U)
         return self._out(_reciprocal(ops, out), G_targets)
+
+
+def _checked_metadata(metadata: Mapping[str, Any], path: str) -> dict[str, Any]:
+    """Metadata as JSON-safe python values; numpy scalars become python ones."""
+    out = {}
+    for key, value in metadata.items():
+        if isinstance(value, np.generic):
+            value = value.item()
+        if not isinstance(key, str) or not isinstance(value, (str, int, float, bool)):
+            raise ValueError(
+                f"metadata for {path} must map names to str, int, float or bool, got {key!r}: {value!r} "
+                f"({type(value).__name__})"
+            )
+        out[key] = value
+    return out
+
+
+def _read_hessian_file(path: str) -> dict[str, Any]:
+    """The checked contents of a Hessian file, as python scalars and one (d, d) array."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no Hessian file at {path}")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04":
+        raise ValueError(f"{path} is not an .npz file written by Hessian.save (it does not start like a zip archive)")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [k for k in _FILE_KEYS if k not in npz.files]
+            if missing:
+                raise KeyError(missing)
+            raw = {k: npz[k] for k in _FILE_KEYS}  # reads (and CRC-checks) every member
+    except KeyError as err:
+        raise ValueError(f"{path} is not a complete Hessian file: missing keys {err.args[0]}") from None
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
+        raise ValueError(f"{path} is not a complete Hessian file (truncated or corrupt: {err})") from None
+    for k in _FILE_KEYS:
+        if k != "accumulator" and raw[k].shape != ():
+            raise ValueError(f"{path}: key {k!r} should be a scalar, got shape {raw[k].shape}")
+    try:
+        version = int(raw["version"])
+        d, n_rows = int(raw["n_features"]), int(raw["n_rows"])
+        regularizer, dtype = float(raw["regularizer"]), str(raw["dtype"])
+        metadata = json.loads(str(raw["metadata"]))
+    except (TypeError, ValueError) as err:  # json.JSONDecodeError is a ValueError
+        raise ValueError(f"{path}: a scalar key has the wrong type ({err})") from None
+    if version != FILE_VERSION:
+        raise ValueError(f"{path}: file version {version} is unknown (this library reads version {FILE_VERSION})")
+    if not isinstance(metadata, dict):
+        raise ValueError(f"{path}: metadata should be a JSON object, got {metadata!r}")
+    acc = raw["accumulator"]
+    if d <= 0 or n_rows < 0 or not (np.isfinite(regularizer) and regularizer >= 0):
+        raise ValueError(f"{path}: n_features={d}, n_rows={n_rows}, regularizer={regularizer!r} should be > 0, >= 0, >= 0")
+    if dtype not in ("float64", "float32") or acc.dtype != np.dtype(dtype):
+        raise ValueError(f"{path}: accumulator of dtype {acc.dtype} does not match the recorded dtype {dtype!r}")
+    if acc.shape != (d, d):
+        raise ValueError(f"{path}: accumulator of shape {acc.shape} does not match n_features={d}: expected ({d}, {d})")
+    if not np.isfinite(acc).all():
+        raise ValueError(f"{path}: the accumulator holds NaN or inf")
+    scale = float(np.abs(acc).max(initial=0.0))
+    asym = float(np.abs(acc - acc.T).max(initial=0.0))
+    if asym > 1e4 * np.finfo(acc.dtype).eps * scale or (acc.diagonal() < 0).any():
+        raise ValueError(
+            f"{path}: the accumulator is not a sum of outer products (asymmetry {asym:.2e} of "
+            f"largest entry {scale:.2e}, smallest diagonal {float(acc.diagonal().min()):.2e})"
+        )
+    return {"accumulator": acc, "regularizer": regularizer, "n_features": d, "n_rows": n_rows, "dtype": dtype,
+            "metadata": metadata}
+
+
+def _check_same_shard(label_a: str, a: Hessian, label_b: str, b: Hessian) -> None:
+    """Raise ValueError naming both shards when they cannot be summed."""
+    fs_a, fs_b = a.metadata.get("feature_set"), b.metadata.get("feature_set")
+    for what, x, y in (
+        ("n_features", a.n_features, b.n_features),
+        ("regularizer", a.regularizer, b.regularizer),
+        ("dtype", a._ops.dtype_name, b._ops.dtype_name),
+        ("feature_set", fs_a, fs_b),
+    ):
+        if x != y:
+            raise ValueError(f"cannot merge shards {label_a} and {label_b}: {what} {x!r} != {y!r}")
 
 
 def _reciprocal(ops: Ops, var: Any) -> Any:

@@ -36,7 +36,7 @@ def _run(name: str, *extra: str) -> list[Atoms]:
 
 def _params(name: str = "carbon", scale: str = "smoke", module=carbon):
     cfg = compose([f"dataset={name}", f"scale={scale}"])
-    return data.generator_params(data.dataset_config(cfg), scale, module.Params)
+    return data.generator_params(data.dataset_config(cfg), module.Params)
 
 
 @pytest.fixture(scope="module")

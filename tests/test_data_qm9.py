@@ -253,7 +253,7 @@ def test_shipped_sample_holds_u0_rebuilt_from_formation_energies():
 
 def test_paper_scale_keeps_the_papers_settings():
     cfg = compose(["dataset=qm9", "scale=paper"])
-    params = generator_params(dataset_config(cfg), "paper", qm9.Params)
+    params = generator_params(dataset_config(cfg), qm9.Params)
     assert params.train_sizes == [100, 500, 1000, 2233, 5000, 10000]
     assert (params.validation, params.test, params.split_seed) == ([10000, 11000], [11000, 12000], 20240412)
     assert cfg.dataset.download.url == "https://ndownloader.figshare.com/files/3195389"

@@ -184,7 +184,7 @@ def test_si_clusters_labels_equal_a_fresh_gfn2_calculation():
 def test_si_clusters_smoke_dataset_is_complete(tmp_path):
     frames = frames_of(["dataset=si_clusters", "scale=smoke"])
     cfg = compose(["dataset=si_clusters", "scale=smoke"])
-    n_keep = cfg.dataset.sizes.smoke.n_keep
+    n_keep = cfg.dataset.generate.n_keep  # config/sizes/dataset/si_clusters/smoke.yaml
     sizes = [a.info["n_atoms"] for a in frames]
     assert sorted(set(sizes)) == list(range(3, 11)) and all(sizes.count(n) == n_keep for n in range(3, 11))
     for atoms in frames:
@@ -235,7 +235,7 @@ def nmers():
 
 
 def test_si_nmers_counts_subsets_and_provenance(nmers):
-    sizes = compose(["dataset=si_nmers", "scale=smoke"]).dataset.sizes.smoke
+    sizes = compose(["dataset=si_nmers", "scale=smoke"]).dataset.generate  # config/sizes/dataset/si_nmers/smoke.yaml
     count = {s: sum(a.info["subset"] == s for a in nmers) for s in ("dimer", "trimer", "tetramer", "pentamer", "dimer_curve")}
     assert count == {"dimer": sizes.n_dimers, "trimer": sizes.n_trimers, "tetramer": sizes.n_tetramers,
                      "pentamer": sizes.n_pentamers, "dimer_curve": sizes.n_curve}

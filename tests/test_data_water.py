@@ -35,7 +35,7 @@ def _params(name: str, scale: str = "smoke"):
     cfg = compose([f"dataset={name}", f"scale={scale}"])
     ds = data.dataset_config(cfg)
     module = {"water_dimers": water_dimers, "water_monomers": water_monomers, "cg_water": cg_water}[name]
-    return data.generator_params(ds, scale, module.Params)
+    return data.generator_params(ds, module.Params)
 
 
 def _same(a: list[Atoms], b: list[Atoms]) -> bool:

@@ -1,37 +1,41 @@
 """Figure 4 stages (PR-guided augmentation of a bulk-only LE-ACE carbon model): the ridge helpers of
-experiments/_le_ace.py, the training-set roles, and a smoke run of train, rigidity and figure whose table
+experiments/models/le_ace.py, the training-set roles, and a smoke run of features, analysis and figure whose table
 is checked against numpy rebuilds of the PR, of the greedy picks and of the validated ridge fits."""
 
-import json
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import compose, run_smoke_experiment
+from conftest import Runner, compose
 
 pytest.importorskip("tblite")
 
-from experiments import _le_ace  # noqa: E402
 from experiments import fig4_pr_augmentation as fig4  # noqa: E402
+from experiments._results import load_features  # noqa: E402
+from experiments._stage import typed  # noqa: E402
 from experiments.datasets.io import read_frames  # noqa: E402
+from experiments.models import le_ace as _le_ace  # noqa: E402
 
-BASE = ["experiment=fig4_pr_augmentation", "scale=smoke"]
+NAME = "fig4_pr_augmentation"
+BASE = [f"experiment={NAME}", "scale=smoke"]
 
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     root = tmp_path_factory.mktemp("fig4_smoke")
-    run = run_smoke_experiment(root, fig4, "fig4_pr_augmentation", ["carbon"])
-    data, manifest, table, pdf = run["data"]["carbon"], run["manifest"], run["table"], run["pdf"]
-    meta = json.loads(manifest.read_text())
-    with np.load(manifest.parent / meta["files"]["features"]) as f:
-        features = {k: f[k] for k in f.files}
-    with np.load(manifest.parent / meta["files"]["models"]) as f:
-        models = {k: f[k] for k in f.files}
-    return SimpleNamespace(root=root, data=data, frames=read_frames(data), manifest=manifest, meta=meta,
-                           features=features, models=models, table=pd.read_csv(table), table_path=table, pdf=pdf)
+    runner = Runner(root)
+    run = runner.experiment(NAME)
+    cfg = runner.cfg(f"experiment={NAME}", inputs=run["inputs"])
+    exp, model = typed(cfg.experiment), typed(cfg.model)
+    data = run["inputs"]["data/carbon"]
+    features = fig4.inputs(cfg, exp)  # the analysis' own view of its inputs, by role
+    return SimpleNamespace(root=root, runner=runner, cfg=cfg, inputs=run["inputs"], data=data,
+                           frames=read_frames(data), exp=exp, model=model, features=features,
+                           feature_file=load_features(run["inputs"]["features/le_ace/carbon/structures"]),
+                           table=pd.read_csv(run["outputs"]["table"]), table_path=run["outputs"]["table"],
+                           pdf=run["pdf"])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -51,8 +55,8 @@ def numpy_prs(Xs, rows, targets, reg):
     return 1.0 / np.einsum("ij,ji->i", T, np.linalg.solve(H, T.T))
 
 
-def grid(exp):
-    return np.logspace(np.log10(float(exp["alpha_min"])), np.log10(float(exp["alpha_max"])), int(exp["n_alphas"]))
+def grid(fit):
+    return np.logspace(np.log10(float(fit.alpha_min)), np.log10(float(fit.alpha_max)), int(fit.n_alphas))
 
 
 def row_orders(smoke):
@@ -67,7 +71,7 @@ def row_orders(smoke):
 
 
 # ----------------------------------------------------------------------------------------------
-# experiments/_le_ace.py
+# experiments/models/le_ace.py
 
 
 def test_total_degrees_drops_order_zero_and_trailing_zeros():
@@ -168,8 +172,7 @@ def test_roles_of_the_smoke_carbon_set_follow_the_flags_and_hold_out_whole_runs(
         assert frames[i].info["density"] < 2.0
     for i in r["targets"]:
         assert frames[i].info["subset"] == "surface"
-    # the manifest records the same roles
-    assert smoke.meta["counts"] == {k: len(v) for k, v in r.items()}
+    # the analysis sees the same roles
     fi = smoke.features["frame_index"]
     for k, v in r.items():
         assert sorted(fi[smoke.features[f"rows_{k}"]].tolist()) == sorted(v.tolist())
@@ -207,35 +210,33 @@ def test_roles_refuse_a_training_split_from_one_run():
 
 def test_settings_reject_bad_values():
     with pytest.raises(ValueError, match="validation_fraction"):
-        fig4.settings(compose(BASE + ["experiment.validation_fraction=1.0"]))
+        fig4.check(compose(BASE + ["model.fit.validation_fraction=1.0"]))
     with pytest.raises(ValueError, match="pr_regularizer"):
-        fig4.settings(compose(BASE + ["experiment.pr_regularizer=0"]))
+        fig4.check(compose(BASE + ["experiment.pr_regularizer=0"]))
     with pytest.raises(ValueError, match="alpha_min"):
-        fig4.settings(compose(BASE + ["experiment.alpha_min=1e4"]))
-    with pytest.raises(ValueError, match=r"\[0, 100, 0, 50\]"):
-        fig4.settings(compose(BASE + ["model.sizes.smoke.E_max=[0,100,0,50]"]))
-    s = fig4.settings(compose(BASE))
-    assert s["experiment"]["n_picks"] == 3 and s["experiment"]["n_random_seeds"] == 2
+        fig4.check(compose(BASE + ["model.fit.alpha_min=1e4"]))
+    with pytest.raises(ValueError, match=r"\[0.0, 100.0, 0.0, 50.0\]"):
+        fig4.check(compose(BASE + ["model.descriptor.E_max=[0,100,0,50]"]))
+    cfg = compose(BASE)
+    fig4.check(cfg)
+    assert cfg.experiment.n_picks == 3 and cfg.experiment.n_random_seeds == 2
 
 
 # ----------------------------------------------------------------------------------------------
 # the smoke run
 
 
-def test_smoke_run_writes_manifest_table_and_figure(smoke):
+def test_smoke_run_writes_table_and_figure(smoke):
     assert smoke.pdf.is_file() and smoke.pdf.with_suffix(".png").is_file()
-    assert set(smoke.meta["files"]) == {"features", "models"}
-    assert smoke.meta["scale"] == "smoke"
     t = smoke.table
     assert set(t["scale"]) == {"smoke"}
     frame_methods = {a.info["reference_method"] for a in smoke.frames}
     assert frame_methods == {"GFN1-xTB"}
-    assert set(t["reference_method"]) == frame_methods == {smoke.meta["reference_method"]}
+    assert set(t["reference_method"]) == frame_methods == {smoke.feature_file.meta["reference_method"]}
     assert not t["reference_method"].str.contains("DFT").any()
-    exp = smoke.meta["settings"]["experiment"]
-    n_picks, n_seeds = exp["n_picks"], exp["n_random_seeds"]
-    assert (n_picks, n_seeds) == (3, 2)  # config/experiment/fig4_pr_augmentation.yaml sizes.smoke
-    counts = smoke.meta["counts"]
+    n_picks, n_seeds = smoke.exp.n_picks, smoke.exp.n_random_seeds
+    assert (n_picks, n_seeds) == (3, 2)  # config/sizes/experiment/fig4_pr_augmentation/smoke.yaml
+    counts = {k[5:]: len(v) for k, v in smoke.features.items() if k.startswith("rows_")}
     expected = {("pr_guided", 0): min(n_picks, counts["candidates"])}
     for s in range(n_seeds):
         expected[("random", s)] = min(n_picks, counts["candidates"])
@@ -253,15 +254,15 @@ def test_smoke_run_writes_manifest_table_and_figure(smoke):
 
 def test_features_are_the_summed_atom_features_with_the_atom_count(smoke):
     """X, rebuilt frame by frame from per-atom features: column 0 the atom count, the rest the sums."""
-    model = smoke.meta["settings"]["model"]
-    ace = _le_ace.descriptor(model)
+    ace = _le_ace.descriptor(smoke.model)
     F = smoke.features
     rebuilt = []
     for i in F["frame_index"]:
         A, _ = _le_ace.atom_features(ace, [smoke.frames[int(i)]])
         rebuilt.append(A.sum(axis=0))
     np.testing.assert_allclose(F["X"], np.array(rebuilt), rtol=1e-10, atol=1e-12)
-    assert F["X"].shape[1] == sum(smoke.meta["block_sizes"].values())
+    assert F["X"].shape[1] == max(b for _, b in smoke.feature_file.blocks.values())
+    assert smoke.feature_file.blocks["nu=0"] == (0, 1)
     np.testing.assert_array_equal(F["n_atoms"], [len(smoke.frames[int(i)]) for i in F["frame_index"]])
     np.testing.assert_array_equal(F["energy"], [smoke.frames[int(i)].info["energy"] for i in F["frame_index"]])
 
@@ -277,9 +278,9 @@ def test_orders_come_from_their_pools_without_repeats(smoke):
 
 
 def test_mean_and_min_pr_of_every_row_match_a_numpy_rebuild(smoke):
-    F, exp = smoke.features, smoke.meta["settings"]["experiment"]
+    F, exp = smoke.features, smoke.exp
     Xs = F["X"] / rms_scales(F["X"][F["rows_fit"]])
-    reg = float(exp["pr_regularizer"])
+    reg = float(exp.pr_regularizer)
     for (strategy, seed), order in row_orders(smoke).items():
         g = smoke.table[(smoke.table["strategy"] == strategy) & (smoke.table["seed"] == seed)].sort_values("n_added")
         for k, (_, row) in enumerate(g.iterrows()):
@@ -296,9 +297,9 @@ def test_greedy_objective_is_the_mean_pr_recomputed_from_scratch(smoke):
 
 
 def test_pr_guided_picks_are_greedy_by_brute_force(smoke):
-    F, exp, t = smoke.features, smoke.meta["settings"]["experiment"], smoke.table
+    F, exp, t = smoke.features, smoke.exp, smoke.table
     Xs = F["X"] / rms_scales(F["X"][F["rows_fit"]])
-    reg, fit, targets = float(exp["pr_regularizer"]), F["rows_fit"], F["rows_targets"]
+    reg, fit, targets = float(exp.pr_regularizer), F["rows_fit"], F["rows_targets"]
     order = row_orders(smoke)[("pr_guided", 0)]
     for k, pick in enumerate(order):
         chosen = list(order[:k])
@@ -309,7 +310,7 @@ def test_pr_guided_picks_are_greedy_by_brute_force(smoke):
     one = t[t["n_added"] == 1].set_index(["strategy", "seed"])["mean_pr"]
     single = [numpy_prs(Xs, np.concatenate([fit, [c]]), targets, reg).mean() for c in F["rows_candidates"]]
     assert one[("pr_guided", 0)] == pytest.approx(max(single), rel=1e-6)
-    for seed in range(int(exp["n_random_seeds"])):
+    for seed in range(int(exp.n_random_seeds)):
         assert one[("pr_guided", 0)] >= one[("random", seed)] * (1 - 1e-9)
     # adding data never lowers a PR: the greedy curve rises
     curve = t[t["strategy"] == "pr_guided"].sort_values("n_added")["mean_pr"].to_numpy()
@@ -318,10 +319,10 @@ def test_pr_guided_picks_are_greedy_by_brute_force(smoke):
 
 def test_rmse_columns_match_a_brute_force_validated_ridge(smoke):
     """Every row's model, refitted with an independent dual-form ridge over the same alpha grid."""
-    F, exp = smoke.features, smoke.meta["settings"]["experiment"]
+    F = smoke.features
     X, E, N = F["X"], F["energy"], F["n_atoms"].astype(float)
     fit, val, targets = F["rows_fit"], F["rows_validation"], F["rows_targets"]
-    scales, alphas = rms_scales(X[fit]), grid(exp)
+    scales, alphas = rms_scales(X[fit]), grid(smoke.model.fit)
     Xs = X / scales
 
     def validated(rows):
@@ -349,18 +350,22 @@ def test_rmse_columns_match_a_brute_force_validated_ridge(smoke):
             assert row["rmse_per_atom"] == pytest.approx(np.sqrt(np.mean((err / N[targets]) ** 2)), rel=1e-6)
 
 
-def test_initial_model_of_the_manifest_is_the_n_added_0_model(smoke):
-    F, exp, m = smoke.features, smoke.meta["settings"]["experiment"], smoke.models
+def test_n_added_0_row_is_the_validated_fit_of_the_dense_bulk(smoke):
+    F = smoke.features
     fit, val, targets = F["rows_fit"], F["rows_validation"], F["rows_targets"]
     X, E, N = F["X"], F["energy"], F["n_atoms"]
-    model = _le_ace.fit_validated(X[fit], E[fit], N[fit], X[val], E[val], N[val], grid(exp), rms_scales(X[fit]))
-    assert float(m["alpha"]) == pytest.approx(model.alpha) and float(m["e0"]) == pytest.approx(model.e0, rel=1e-12)
-    np.testing.assert_allclose(m["weights"], model.weights, rtol=1e-9, atol=1e-12)
+    model = _le_ace.fit_validated(X[fit], E[fit], N[fit], X[val], E[val], N[val], grid(smoke.model.fit),
+                                  rms_scales(X[fit]))
     err = model.predict(X[targets], N[targets]) - E[targets]
     row = smoke.table[(smoke.table["strategy"] == "pr_guided") & (smoke.table["n_added"] == 0)].iloc[0]
     assert row["rmse_total"] == pytest.approx(np.sqrt(np.mean(err**2)), rel=1e-8)
     assert row["rmse_per_atom"] == pytest.approx(np.sqrt(np.mean((err / N[targets]) ** 2)), rel=1e-8)
     assert row["alpha"] == pytest.approx(model.alpha, rel=1e-8)
+
+
+def test_analysis_refuses_features_of_another_descriptor(smoke):
+    with pytest.raises(ValueError, match="rerun compute_features"):
+        fig4.analyse(smoke.runner.cfg(f"experiment={NAME}", "model.descriptor.cutoff=4.0", inputs=smoke.inputs))
 
 
 def test_summary_spans_the_seeds(smoke):

@@ -1,52 +1,60 @@
 """Figure 5 stages (LPR-guided active learning on a liquid carbon frame): a smoke run of train, rigidity and
 figure, its LPRs and LPR enhancements rebuilt with numpy, and the structures each strategy adds."""
 
-import json
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import compose, run_smoke_experiment
+from conftest import Runner, compose
 
 pytest.importorskip("tblite")
 
-from experiments import _le_ace  # noqa: E402
 from experiments import fig5_active_learning as fig5  # noqa: E402
+from experiments._stage import typed  # noqa: E402
 from experiments.datasets.io import read_frames, write_frames  # noqa: E402
+from experiments.models import le_ace  # noqa: E402
 
-BASE = ["experiment=fig5_active_learning", "scale=smoke"]
+NAME = "fig5_active_learning"
+BASE = [f"experiment={NAME}", "scale=smoke"]
 
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     root = tmp_path_factory.mktemp("fig5_smoke")
-    run = run_smoke_experiment(root, fig5, "fig5_active_learning", ["carbon", "carbon_liquid"])
-    data, manifest, table, pdf = run["data"], run["manifest"], run["table"], run["pdf"]
-    meta = json.loads(manifest.read_text())
-    with np.load(manifest.parent / meta["files"]["features"]) as f:
-        features = {k: f[k] for k in f.files}
-    [frame] = read_frames(data["carbon_liquid"])
-    carbon = read_frames(data["carbon"])
-    exp, model = meta["settings"]["experiment"], meta["settings"]["model"]
-    ace = _le_ace.descriptor(model)
-    F_frame, _ = _le_ace.atom_features(ace, [frame])
-    built = fig5.build_structures(frame, int(meta["target"]), exp)  # rebuilt from the documented seeds
-    return SimpleNamespace(root=root, data=data, manifest=manifest, meta=meta, exp=exp, model=model, ace=ace,
-                           features=features, frame=frame, carbon=carbon, F_frame=F_frame, built=built,
-                           table=pd.read_csv(table), pdf=pdf)
+    runner = Runner(root)
+    run = runner.experiment(NAME)
+    cfg = runner.cfg(f"experiment={NAME}", inputs=run["inputs"])
+    exp, model = typed(cfg.experiment), typed(cfg.model)
+    frame, F_frame = fig5.frame_features(cfg, exp)
+    carbon = read_frames(run["inputs"]["data/carbon"]) if "data/carbon" in run["inputs"] else \
+        read_frames(runner.build("data/carbon"))
+    table = pd.read_csv(run["outputs"]["table"])
+    target = int(table["target_atom"].iloc[0])
+    ace = le_ace.descriptor(model)
+    built = fig5.build_structures(frame, target, exp)  # rebuilt from the documented seeds
+    features, check = fig5.embedding_features(ace, built, F_frame, target)
+    return SimpleNamespace(root=root, runner=runner, cfg=cfg, inputs=run["inputs"], outputs=run["outputs"],
+                           exp=exp, model=model, ace=ace, features=features, check=check, frame=frame,
+                           carbon=carbon, F_frame=F_frame, built=built, target=target, table=table, pdf=run["pdf"],
+                           h=fig5.covariance(cfg, exp))
 
 
 def mean_atom_rows(ace, atoms):
     """The structure's mean feature row, from its per-atom rows (composition column 1)."""
-    A, _ = _le_ace.atom_features(ace, [atoms])
+    A, _ = le_ace.atom_features(ace, [atoms])
     return A.mean(axis=0)
 
 
+def covariance_rows(smoke):
+    """The mean rows of the smoke covariance (rows "all": every carbon structure), from per-atom rows."""
+    return np.array([mean_atom_rows(smoke.ace, a) for a in smoke.carbon])
+
+
 def numpy_H(smoke):
-    G = smoke.features["G_cov"]
-    return G.T @ G + float(smoke.exp["regularizer"]) * np.eye(G.shape[1])
+    G = covariance_rows(smoke)
+    return G.T @ G + float(smoke.model.rigidity.regularizer) * np.eye(G.shape[1])
 
 
 def quad(H, F):
@@ -73,44 +81,49 @@ def neighbour_distances(atoms, centre, cutoff):
 # ----------------------------------------------------------------------------------------------
 
 
-def test_smoke_run_writes_manifest_table_and_figure(smoke):
+def test_smoke_run_writes_table_structures_and_figure(smoke):
     assert smoke.pdf.is_file() and smoke.pdf.with_suffix(".png").is_file()
-    assert set(smoke.meta["files"]) == {"features", "models", "structures"}
-    for f in smoke.meta["files"].values():
-        assert (smoke.manifest.parent / f).is_file()
+    assert set(smoke.outputs) == {"table", "structures"} and all(p.is_file() for p in smoke.outputs.values())
     t = smoke.table
-    assert set(t["scale"]) == {"smoke"} and smoke.meta["scale"] == "smoke"
+    assert set(t["scale"]) == {"smoke"}
     [reference] = set(t["reference_method"])
     for method in {a.info["reference_method"] for a in smoke.carbon} | {smoke.frame.info["reference_method"]}:
         assert method in reference
     assert "DFT" not in reference
-    n_added = smoke.exp["n_added"]
-    assert n_added == [1, 2]  # config/experiment/fig5_active_learning.yaml sizes.smoke
+    n_added = list(smoke.exp.n_added)
+    assert n_added == [1, 2]  # config/sizes/experiment/fig5_active_learning/smoke.yaml
     assert sorted(map(tuple, t[["strategy", "n_added"]].to_numpy().tolist())) == sorted(
         (s, n) for s in fig5.STRATEGIES for n in n_added)
-    assert (t["target_atom"] == smoke.meta["target"]).all() and (t["frame_atoms"] == len(smoke.frame)).all()
-    assert (t["n_covariance"] == min(smoke.exp["n_covariance_structures"], len(smoke.carbon))).all()
+    assert (t["frame_atoms"] == len(smoke.frame)).all()
+    assert (t["n_covariance"] == len(smoke.carbon)).all()  # smoke rows: all
 
 
-def test_covariance_structures_and_features(smoke):
-    D, exp = smoke.features, smoke.exp
-    n_cov = min(int(exp["n_covariance_structures"]), len(smoke.carbon))
-    cov = np.sort(np.random.RandomState(int(exp["covariance_seed"])).permutation(len(smoke.carbon))[:n_cov])
-    np.testing.assert_array_equal(D["cov_index"], cov)
-    G = np.array([mean_atom_rows(smoke.ace, smoke.carbon[i]) for i in cov])
+def test_covariance_is_the_sum_of_the_mean_rows_of_its_structures(smoke):
+    G = covariance_rows(smoke)
     assert np.allclose(G[:, 0], 1.0)  # composition column of a mean: 1
-    np.testing.assert_allclose(D["G_cov"], G, rtol=1e-10, atol=1e-12)
+    H = numpy_H(smoke)
+    np.testing.assert_allclose(smoke.h.matrix, H, rtol=1e-10, atol=1e-12 * np.abs(H).max())
+    assert smoke.h.n_rows == len(smoke.carbon) and smoke.h.metadata["n_shards"] == 2  # the smoke scale shards it
+
+
+def test_covariance_of_random_rows_follows_the_run_key(smoke):
+    """rows n<N>-s<k>: the first N of RandomState(k).permutation, sorted (the paper's np.random.seed(123) draw)."""
+    from experiments import hessian
+
+    inputs = {"data/carbon": smoke.inputs.get("data/carbon") or str(smoke.runner.build("data/carbon"))}
+    h = hessian.accumulate(smoke.runner.cfg("model=le_ace_local", "dataset=carbon", "rows=n6-s123", inputs=inputs))
+    cov = np.sort(np.random.RandomState(123).permutation(len(smoke.carbon))[:6])
+    G = np.array([mean_atom_rows(smoke.ace, smoke.carbon[i]) for i in cov])
+    want = G.T @ G + float(smoke.model.rigidity.regularizer) * np.eye(G.shape[1])
+    np.testing.assert_allclose(h.matrix, want, rtol=1e-10, atol=1e-12 * np.abs(want).max())
 
 
 def test_target_is_the_least_rigid_atom_by_a_numpy_rebuild(smoke):
-    D = smoke.features
     F = smoke.F_frame
-    assert F.shape == (len(smoke.frame), D["G_cov"].shape[1]) and np.all(F[:, 0] == 1.0)
+    assert F.shape == (len(smoke.frame), smoke.h.n_features) and np.all(F[:, 0] == 1.0)
     lpr = 1.0 / quad(numpy_H(smoke), F)
-    np.testing.assert_allclose(D["lpr"], lpr, rtol=1e-6)
-    assert int(D["target"]) == int(np.argmin(lpr)) == smoke.meta["target"]
+    assert smoke.target == int(np.argmin(lpr))
     assert np.sort(lpr)[1] > lpr.min() * (1 + 1e-6)  # a unique minimum: the target is well defined
-    np.testing.assert_allclose(D["f_target"], F[int(np.argmin(lpr))], rtol=1e-12, atol=1e-14)
     t = smoke.table
     np.testing.assert_allclose(t["lpr_before"], lpr.min(), rtol=1e-6)
     np.testing.assert_allclose(t["frame_lpr_median"], np.median(lpr), rtol=1e-6)
@@ -128,7 +141,7 @@ def test_added_features_are_those_of_the_built_structures(smoke):
 def test_lpr_enhancements_match_a_numpy_rebuild(smoke):
     D, t = smoke.features, smoke.table
     H = numpy_H(smoke)
-    f, g = D["f_target"], D["G_original"][0]
+    f, g = smoke.F_frame[smoke.target], D["G_original"][0]
     lpr0, pr0 = 1.0 / quad(H, f)[0], 1.0 / quad(H, g)[0]
     sizes = {k: [len(a) for a in v] for k, v in smoke.built.items()}
     for _, row in t.iterrows():
@@ -160,10 +173,10 @@ def test_enhancements_are_non_negative_and_grow_with_the_data(smoke):
 def test_environment_check_and_stored_structures_keep_the_target_environment(smoke):
     import ase.io
 
-    check = smoke.meta["environment_check"]
+    check = smoke.check
     assert set(check) == {"carving", "periodic", "high_symmetry"}
     assert all(0 <= v < 1e-8 for v in check.values())
-    path = smoke.manifest.parent / smoke.meta["files"]["structures"]
+    path = smoke.outputs["structures"]
     frame, cluster, periodic, hs, diamond = ase.io.read(path, ":")
     assert len(ase.io.read(path, ":")) == 5
     np.testing.assert_allclose(frame.positions, smoke.frame.positions, atol=1e-6)
@@ -171,9 +184,9 @@ def test_environment_check_and_stored_structures_keep_the_target_environment(smo
         "cluster", "periodic", "high_symmetry", "high_symmetry_pure"]
     assert periodic.pbc.all() and hs.pbc.all() and not cluster.pbc.any()
     assert len(diamond) == 8 * int(diamond.info["supercell"]) ** 3  # pure diamond: 8 atoms per cubic cell
-    target = int(smoke.meta["target"])
+    target = smoke.target
     assert int(cluster.info["centre_index"]) == target
-    cutoff, radius = float(smoke.model["cutoff"]), float(smoke.exp["environment_radius"])
+    cutoff, radius = float(smoke.model.descriptor.cutoff), float(smoke.exp.environment_radius)
     for r in (cutoff, radius):
         ref = neighbour_distances(frame, target, r)
         assert len(ref) > 4
@@ -202,8 +215,8 @@ def same_vectors(A, B, atol=1e-8):
 
 def test_periodic_embeddings_differ_in_the_buffer_only(smoke):
     p0, p1 = smoke.built["periodic"][:2]
-    radius = float(smoke.exp["environment_radius"])
-    ref = environment_vectors(smoke.frame, int(smoke.meta["target"]), radius)
+    radius = float(smoke.exp.environment_radius)
+    ref = environment_vectors(smoke.frame, smoke.target, radius)
     for p in (p0, p1):
         assert same_vectors(environment_vectors(p, 0, radius), ref)
         assert p.arrays["buffer"].sum() > 0
@@ -229,7 +242,9 @@ def test_periodic_embeddings_differ_in_the_buffer_only(smoke):
     assert same_vectors(environment_vectors(h1, 0, radius), ref)
     assert not np.allclose(h0.positions, h1.positions, atol=1e-3)
     # the rebuild is deterministic: the seeds are the experiment's
-    again = fig5.build_structures(smoke.frame, int(smoke.meta["target"]), dict(smoke.exp, n_added=[1, 2]))
+    import dataclasses
+
+    again = fig5.build_structures(smoke.frame, smoke.target, dataclasses.replace(smoke.exp, n_added=[1, 2]))
     np.testing.assert_array_equal(again["periodic"][1].positions, p1.positions)
 
 
@@ -257,27 +272,39 @@ def test_added_rows_follow_each_strategy(rng):
 
 def test_settings_are_checked():
     with pytest.raises(ValueError, match=r"environment_radius = 3.0 A is below the model cutoff 3.7 A"):
-        fig5.settings(compose(BASE + ["experiment.environment_radius=3.0"]))
+        fig5.check(compose(BASE + ["experiment.environment_radius=3.0"]))
     with pytest.raises(ValueError, match="n_added must be increasing"):
-        fig5.settings(compose(BASE + ["experiment.sizes.smoke.n_added=[2,1]"]))
+        fig5.check(compose(BASE + ["experiment.n_added=[2,1]"]))
     with pytest.raises(ValueError, match="n_added must be increasing"):
-        fig5.settings(compose(BASE + ["experiment.sizes.smoke.n_added=[0,1]"]))
-    s = fig5.settings(compose(BASE))
-    assert s["model"]["cutoff"] == 3.7 and s["experiment"]["n_added"] == [1, 2]
-    at_cutoff = fig5.settings(compose(BASE + ["experiment.environment_radius=3.7"]))
-    assert at_cutoff["experiment"]["environment_radius"] == 3.7  # equal to the cutoff is allowed
+        fig5.check(compose(BASE + ["experiment.n_added=[0,1]"]))
+    cfg = compose(BASE)
+    assert cfg.model.descriptor.cutoff == 3.7 and list(cfg.experiment.n_added) == [1, 2]
+    fig5.check(compose(BASE + ["experiment.environment_radius=3.7"]))  # equal to the cutoff is allowed
 
 
 def test_a_positions_only_frame_is_enough(smoke, tmp_path):
-    """The paper's frame (source=file) has no energies or forces: the stage needs positions only."""
+    """The paper's frame (source=file) has no energies or forces: the stages need positions only."""
     from ase import Atoms
+
+    from experiments import analyse, features
+    from experiments._results import save_features
 
     bare = Atoms(smoke.frame.numbers, smoke.frame.positions, cell=smoke.frame.cell, pbc=True)
     bare.info.update(reference_method="none (positions only)", subset="liquid")
     liquid = tmp_path / "carbon_liquid.extxyz"
     write_frames([bare], liquid)
-    manifest = tmp_path / "models" / "manifest.json"
-    fig5.train(compose(BASE + [f"inputs=[{smoke.data['carbon']},{liquid}]", f"output={manifest}"]))
-    meta = json.loads(manifest.read_text())
-    assert meta["target"] == smoke.meta["target"]  # same positions, same least rigid atom
-    assert "none (positions only)" in meta["reference_method"]
+    atoms = tmp_path / "atoms.npz"
+    save_features(features.run(smoke.runner.cfg("model=le_ace_local", "dataset=carbon_liquid", "kind=atoms",
+                                                inputs={"data/carbon_liquid": str(liquid)})), atoms)
+    inputs = dict(smoke.inputs, **{"data/carbon_liquid": str(liquid),
+                                   "features/le_ace_local/carbon_liquid/atoms": str(atoms)})
+    out = analyse.analysis(smoke.cfg)(smoke.runner.cfg(f"experiment={NAME}", inputs=inputs))
+    t = out["table"].data
+    assert (t["target_atom"] == smoke.target).all()  # same positions, same least rigid atom
+    assert "none (positions only)" in out["table"].reference_method
+
+
+def test_analysis_refuses_features_of_another_descriptor(smoke):
+    cfg = smoke.runner.cfg(f"experiment={NAME}", "model.descriptor.cutoff=3.6", inputs=smoke.inputs)
+    with pytest.raises(ValueError, match="rerun"):
+        fig5.analyse(cfg)

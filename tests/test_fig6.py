@@ -1,26 +1,23 @@
-"""Figure 6 stages (body order in linear ACE): smoke run, table consistency, and the paper's claims at quick scale."""
+"""Figure 6 stages (body order in linear ACE): smoke run, table consistency, the run keys' training sets, and the
+paper's claims at quick scale."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import compose
+from conftest import Runner, compose
 from experiments import fig6_body_order as fig6
-from experiments.data import run as make_dataset
-from experiments.datasets.io import write_frames
+from experiments._results import load_model
+from experiments.datasets.io import read_frames
+from experiments.runs import select
+
+NAME = "fig6_body_order"
 
 
 def run_stages(tmp_path, scale):
-    data = tmp_path / "data" / "si_nmers.extxyz"
-    write_frames(make_dataset(compose(["dataset=si_nmers", f"scale={scale}"])), data)
-    manifest = tmp_path / "models" / "manifest.json"
-    table = tmp_path / "tables" / "fig6_body_order.csv"
-    pdf = tmp_path / "figures" / "fig6_body_order.pdf"
-    base = ["experiment=fig6_body_order", f"scale={scale}"]
-    fig6.train(compose(base + [f"inputs=[{data}]", f"output={manifest}"]))
-    fig6.rigidity(compose(base + [f"inputs=[{manifest},{data}]", f"output={table}"]))
-    fig6.figure(compose(base + [f"inputs=[{table}]", f"output={pdf}"]))
-    return pd.read_csv(table), pdf
+    runner = Runner(tmp_path, scale)
+    run = runner.experiment(NAME)
+    return pd.read_csv(run["outputs"]["table"]), run["pdf"], run["inputs"], runner
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +26,7 @@ def smoke(tmp_path_factory):
 
 
 def test_smoke_table_is_complete_and_consistent(smoke):
-    t, pdf = smoke
+    t, pdf, _, _ = smoke
     assert pdf.is_file() and pdf.with_suffix(".png").is_file()
     assert set(t["scale"]) == {"smoke"}
     assert t["reference_method"].str.contains("Stillinger-Weber").all()
@@ -48,32 +45,68 @@ def test_smoke_table_is_complete_and_consistent(smoke):
         np.testing.assert_allclose(parts.loc[total.index], total, rtol=1e-8, atol=1e-10)
 
 
-def test_training_sets_replace_pentamers_and_leave_the_test_set_alone():
-    subset = np.array(["pentamer"] * 20 + ["dimer"] * 5 + ["trimer"] * 5 + ["dimer_curve"] * 3)
-    sets, test = fig6.draw_training_sets(subset, [{"pentamer": 8}, {"pentamer": 6, "dimer": 2},
-                                                  {"pentamer": 4, "dimer": 2, "trimer": 2}], seed=1)
+def test_named_training_sets_replace_pentamers_and_leave_the_test_set_alone():
+    from types import SimpleNamespace
+
+    from ase import Atoms
+
+    labels = ["pentamer"] * 20 + ["dimer"] * 5 + ["trimer"] * 5 + ["dimer_curve"] * 3
+    frames = [Atoms("Si", info={"subset": s}) for s in labels]
+    subset = np.array(labels)
+    training = SimpleNamespace(pool=None, pool_key="subset", sets_key="subset",
+                               sets_order=["dimer", "trimer", "tetramer", "pentamer"], sets_seed=1,
+                               sets={"a": {"pentamer": 8}, "b": {"pentamer": 6, "dimer": 2},
+                                     "c": {"pentamer": 4, "dimer": 2, "trimer": 2}, "big": {"trimer": 6}})
+    sets = [select(frames, training, k) for k in ("a", "b", "c")]
     assert [len(s) for s in sets] == [8, 8, 8]
     assert set(sets[1]) - set(sets[0]) <= set(np.flatnonzero(subset == "dimer"))
     assert set(sets[2]) & set(np.flatnonzero(subset == "pentamer")) < set(sets[1])
+    runs = [{"rows": r} for r in sets]
+    test = fig6.test_pentamers(subset, [{"runs": runs}])
     assert len(test) == 12 and not set(test) & set(np.concatenate(sets))
     assert (subset[test] == "pentamer").all()
-    with pytest.raises(ValueError, match="needs 6 trimers, the dataset has 5"):
-        fig6.draw_training_sets(subset, [{"pentamer": 2, "trimer": 6}], seed=1)
+    with pytest.raises(ValueError, match="needs 6 trimers, dataset has 5"):
+        select(frames, training, "big")
     with pytest.raises(ValueError, match="no pentamers left for the test set"):
-        fig6.draw_training_sets(subset, [{"pentamer": 20}], seed=1)
+        fig6.test_pentamers(subset, [{"runs": [{"rows": np.flatnonzero(subset == "pentamer")}]}])
+
+
+def test_fits_are_the_ridge_of_their_runs_training_sets(smoke):
+    """Every fit_model output: its rows are the run's named set, its weights the normal-equation ridge on them."""
+    from experiments._results import load_features
+
+    _, _, inputs, runner = smoke
+    frames = read_frames(inputs["data/si_nmers"])
+    training = runner.plan.dataset("si_nmers").training
+    y = np.array([a.info["energy"] / len(a) for a in frames])
+    for model in ("ace", "ace_purified"):
+        fs = load_features(inputs[f"features/{model}/si_nmers/structures"])
+        X = fs.X / fs.n_atoms[:, None]
+        alpha = runner.plan.model(model).fit.ridge_alpha
+        for run in ("set1", "set2", "set3", "set4"):
+            m = load_model(inputs[f"models/{model}/si_nmers/{run}"])
+            rows = m.arrays["rows"]
+            np.testing.assert_array_equal(rows, select(frames, training, run))
+            A = X[rows]
+            w = np.linalg.solve(A.T @ A + alpha * np.eye(A.shape[1]), A.T @ y[rows])
+            np.testing.assert_allclose(m.arrays["w"], w, rtol=1e-6, atol=1e-9 * np.abs(w).max())
+            assert float(m.arrays["b"]) == 0.0 and m.meta["run"] == run and m.meta["n_train"] == len(rows)
 
 
 def test_bad_experiment_settings_are_named():
-    with pytest.raises(ValueError, match=r"flavours: 'pure' is not one of"):
-        fig6.settings(compose(["experiment=fig6_body_order", "experiment.flavours=[pure]"]))
-    with pytest.raises(ValueError, match=r"training_sets\[0\]: subsets \['hexamer'\]"):
-        fig6.settings(compose(["experiment=fig6_body_order", "scale=paper", "experiment.training_sets=[{hexamer: 5}]"]))
+    with pytest.raises(ValueError, match=r"cpr_statistic must be one of \['mean', 'median'\], got 'max'"):
+        fig6.check(compose([f"experiment={NAME}", "experiment.plot.cpr_statistic=max"]))
+    from experiments.workflow import Plan
+
+    with pytest.raises(ValueError, match="no such training set 'set9'"):  # at `snakemake -n`, not in a job
+        Plan({"scale": "smoke", "results": "/nonexistent", "experiment_overrides": {
+            NAME: ["experiment.models=[{model: ace, dataset: si_nmers, runs: [set9]}]"]}})
 
 
 @pytest.mark.slow
 def test_quick_scale_reproduces_the_papers_findings(tmp_path):
     """Purified ACE learns the true two-body curve in nu = 1 and its CPR responds to dimers; self-interacting does not."""
-    t, _ = run_stages(tmp_path, "quick")
+    t, _, _, _ = run_stages(tmp_path, "quick")
 
     def value(quantity, flavour, k, block):
         row = t[(t["quantity"] == quantity) & (t["flavour"] == flavour) & (t["training_set"] == k) & (t["block"] == block)]

@@ -1,40 +1,42 @@
-"""Figure 7 stages (range separation in SOAP+LODE): a smoke run of train, rigidity and figure, and table checks."""
-
-import json
+"""Figure 7 stages (range separation in SOAP+LODE): a smoke run of features, fits, analysis and figure, and table checks."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import compose, run_smoke_experiment
+from conftest import Runner, compose
 
 pytest.importorskip("featomic")
 pytest.importorskip("tblite")
 
 from experiments import fig7_range_separation as fig7  # noqa: E402
+from experiments import train  # noqa: E402
+from experiments._results import load_features  # noqa: E402
 from experiments.datasets.io import read_frames, write_frames  # noqa: E402
 
-BASE = ["experiment=fig7_range_separation", "scale=smoke"]
+NAME = "fig7_range_separation"
+BASE = [f"experiment={NAME}", "scale=smoke"]
 
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     root = tmp_path_factory.mktemp("fig7_smoke")
-    run = run_smoke_experiment(root, fig7, "fig7_range_separation", ["water_dimers", "water_monomers"])
-    data, inputs, manifest, table, pdf = run["data"], run["inputs"], run["manifest"], run["table"], run["pdf"]
-    return dict(root=root, data=data, inputs=inputs, manifest=manifest, table=pd.read_csv(table), pdf=pdf)
+    runner = Runner(root)
+    run = runner.experiment(NAME)
+    return dict(root=root, runner=runner, inputs=run["inputs"], table=pd.read_csv(run["outputs"]["table"]),
+                pdf=run["pdf"])
 
 
-def test_smoke_run_writes_the_manifest_table_and_figure(smoke):
+def test_smoke_run_writes_features_fits_table_and_figure(smoke):
     assert smoke["pdf"].is_file() and smoke["pdf"].with_suffix(".png").is_file()
-    meta = json.loads(smoke["manifest"].read_text())
-    assert set(meta["files"]) == {"features", "models"}
-    assert meta["blocks"] == {"SR": [0, 384], "LR": [384, 896]}
-    assert meta["train_sizes"] == [5, 10] and meta["scale"] == "smoke"
-    features = np.load(smoke["manifest"].parent / meta["files"]["features"])
-    assert features["X_dimers__range_separated"].shape == (10, 896)
-    assert features["X_monomers__non_orthogonal"].shape == (6, 896)
-    assert np.all(np.diff(features["o_o_distance"]) >= 0)
+    for model, variant in (("soap_lode", "non_orthogonal"), ("soap_lode_rs", "range_separated")):
+        fd = load_features(smoke["inputs"][f"features/{model}/water_dimers/structures"])
+        fm = load_features(smoke["inputs"][f"features/{model}/water_monomers/structures"])
+        assert fd.blocks == {"SR": (0, 384), "LR": (384, 896)} and fd.meta["variant"] == variant
+        assert fd.X.shape == (10, 896) and fm.X.shape == (6, 896) and fd.meta["scale"] == "smoke"
+    dimers = read_frames(smoke["inputs"]["data/water_dimers"])
+    assert np.all(np.diff([a.info["o_o_distance"] for a in dimers]) >= 0)
+    assert {k.split("/")[-1] for k in smoke["inputs"] if k.startswith("models/")} == {"n5", "n10"}
 
 
 def test_table_rows_are_complete_finite_and_consistent(smoke):
@@ -69,30 +71,33 @@ def test_table_rows_are_complete_finite_and_consistent(smoke):
     assert rs.set_index("block").loc["LR", "value"] > rs.set_index("block").loc["SR", "value"]
 
 
-def test_rigidity_refuses_data_the_features_were_not_computed_from(smoke, tmp_path):
-    monomers = read_frames(smoke["data"]["water_monomers"])
+def test_analysis_refuses_data_the_features_were_not_computed_from(smoke, tmp_path):
+    monomers = read_frames(smoke["inputs"]["data/water_monomers"])
     for a in monomers:
         a.info["energy"] += 0.1
     other = tmp_path / "water_monomers.extxyz"
     write_frames(monomers, other)
-    cfg = compose(BASE + [f"inputs=[{smoke['manifest']},{smoke['data']['water_dimers']},{other}]",
-                          f"output={tmp_path / 'table.csv'}"])
-    with pytest.raises(ValueError, match="rerun the training stage"):
-        fig7.rigidity(cfg)
+    cfg = smoke["runner"].cfg(f"experiment={NAME}", inputs=dict(smoke["inputs"], **{"data/water_monomers": str(other)}))
+    with pytest.raises(ValueError, match="rerun compute_features"):
+        fig7.analyse(cfg)
 
 
-def test_training_sizes_beyond_the_dataset_are_an_error(smoke, tmp_path):
-    cfg = compose(BASE + ["experiment.sizes.smoke.train_sizes=[5,20]", f"inputs=[{smoke['inputs']}]",
-                          f"output={tmp_path / 'manifest.json'}"])
-    with pytest.raises(ValueError, match="exceed the 10 dimers"):
-        fig7.train(cfg)
+def test_training_sizes_beyond_the_dataset_are_an_error(smoke):
+    inputs = {k: v for k, v in smoke["inputs"].items() if k in ("data/water_dimers",
+                                                                "features/soap_lode/water_dimers/structures")}
+    cfg = smoke["runner"].cfg("model=soap_lode", "dataset=water_dimers", "run=n20", inputs=inputs)
+    with pytest.raises(ValueError, match="run n20: 20 structures asked for, the training pool of water_dimers has 10"):
+        train.run(cfg)
 
 
-def test_settings_check_variants_and_statistic():
-    with pytest.raises(ValueError, match="variants"):
-        fig7.settings(compose(BASE + ["experiment.variants=[orthogonal]"]))
+def test_settings_check_the_statistic_and_the_datasets():
     with pytest.raises(ValueError, match="cpr_statistic"):
-        fig7.settings(compose(BASE + ["experiment.cpr_statistic=max"]))
-    s = fig7.settings(compose(BASE))
-    assert s["experiment"]["train_sizes"] == [5, 10]
-    assert s["model"]["lode"]["real_space_spline_accuracy"] == 1e-4 and s["model"]["lode"]["exponent"] == 3
+        fig7.check(compose(BASE + ["experiment.plot.cpr_statistic=max"]))
+    with pytest.raises(ValueError, match="monomers"):
+        fig7.check(compose(BASE + ["experiment.monomers=water_dimers"]))
+    cfg = compose(BASE)
+    fig7.check(cfg)
+    assert [list(m.runs) for m in cfg.experiment.models] == [["n5", "n10"], ["n5", "n10"]]
+    model = compose(["model=soap_lode_rs", "scale=smoke"]).model
+    assert model.descriptor.lode.real_space_spline_accuracy == 1e-4 and model.descriptor.lode.exponent == 3
+    assert model.descriptor.variant == "range_separated"

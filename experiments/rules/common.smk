@@ -1,50 +1,142 @@
-# Helpers shared by the rule files (no lambdas inside rules).
+# Helpers shared by all rules (the plan of every job, experiments/workflow.py, and the get_* input functions).
+# No lambdas inside rules; every rule has a log, named inputs and outputs, and params that carry the digests of the
+# config section and the code its stage reads (Snakemake's params rerun trigger).
 
-import shlex
 import sys
-from pathlib import Path
 
-import yaml
+from experiments import layout
+from experiments.runs import RUN_PATTERN
+from experiments.workflow import Plan, hydra_dict
 
 PYTHON = sys.executable
-SCALE = config["scale"]
-RESULTS = f"{config['results']}/{SCALE}"
-DATASETS = sorted(p.stem for p in Path("config/dataset").glob("*.yaml"))
-EXPERIMENTS = sorted(p.stem for p in Path("config/experiment").glob("*.yaml"))
-
-# Experiments whose stages are implemented: `rule all` asks for their figures.
-# `rule all_figures` asks for all nine, for the whole DAG (snakemake -n all_figures).
-IMPLEMENTED = ["fig4_pr_augmentation", "fig5_active_learning", "fig6_body_order", "fig7_range_separation"]
+PLAN = Plan(config)
+SCALE = PLAN.scale
+RESULTS = PLAN.results
+EXPERIMENTS = list(PLAN.experiments)
+IMPLEMENTED = PLAN.implemented()
 
 
-wildcard_constraints:
-    dataset="|".join(DATASETS),
-    experiment="|".join(EXPERIMENTS),
+def get_alternatives(names):
+    """A regular expression matching exactly these names (the wildcard constraints of the Snakefile)."""
+    return "|".join(names) if names else "(?!x)x"
 
 
-def experiment_config(name):
-    """The `experiment` node of config/experiment/<name>.yaml."""
-    return yaml.safe_load(Path(f"config/experiment/{name}.yaml").read_text())["experiment"]
+LINEAR_MODELS = get_alternatives(PLAN.models_of_kind("linear"))
+NETWORK_MODELS = get_alternatives(PLAN.models_of_kind("network"))
+# one thread per job unless the profile sets more for a rule (set-threads); OpenMP and BLAS pools follow Snakemake
+THREADS = "OMP_NUM_THREADS={threads} OPENBLAS_NUM_THREADS={threads} MKL_NUM_THREADS={threads}"
 
 
 def get_dataset_targets():
-    return [f"{RESULTS}/data/{d}.extxyz" for d in DATASETS]
-
-
-def get_experiment_datasets(wildcards):
-    return [f"{RESULTS}/data/{d}.extxyz" for d in experiment_config(wildcards.experiment)["datasets"]]
-
-
-def get_dataset_overrides(wildcards):
-    """Extra Hydra overrides of one dataset's data stage, shell-quoted."""
-    extra = config.get("dataset_overrides", {}).get(wildcards.dataset, [])
-    return " ".join(shlex.quote(o) for o in extra)
-
-
-def get_hydra_inputs(wildcards, input):
-    """The rule's input files as one Hydra list override value: [a,b,...]."""
-    return "'[" + ",".join(str(f) for f in input) + "]'"
+    return PLAN.dataset_targets()
 
 
 def get_figure_targets(experiments):
-    return [f"{RESULTS}/figures/{e}.{ext}" for e in experiments for ext in ("pdf", "png")]
+    return PLAN.figure_targets(experiments)
+
+
+def get_data_input(wildcards):
+    return {"data": PLAN.path(layout.data_key(wildcards.dataset))}
+
+
+def get_fit_inputs(wildcards):
+    return {"data": PLAN.path(layout.data_key(wildcards.dataset)),
+            "features": PLAN.path(layout.features_key(wildcards.model, wildcards.dataset, "structures"))}
+
+
+def get_train_inputs(wildcards):
+    return {"data": PLAN.path(layout.data_key(wildcards.dataset))}
+
+
+def get_shard_inputs(wildcards):
+    inputs = {"data": PLAN.path(layout.data_key(wildcards.dataset))}
+    if PLAN.kind(wildcards.model) == "network":  # last-layer rows: the trained network of that run
+        inputs["model"] = PLAN.path(layout.model_key(wildcards.model, wildcards.dataset, wildcards.rows))
+    return inputs
+
+
+def get_hessian_shards(wildcards):
+    key = layout.hessian_key(wildcards.model, wildcards.dataset, wildcards.rows)
+    n = PLAN.compose().scale.hessian_shards
+    return [f"{RESULTS}/{layout.shard_path(key, k, n)}" for k in range(n)]
+
+
+def get_md_inputs(wildcards):
+    return {"data": PLAN.path(layout.data_key(wildcards.dataset)),
+            "model": PLAN.path(layout.model_key(wildcards.model, wildcards.dataset, wildcards.run))}
+
+
+def get_named_inputs(experiment):
+    """An analysis rule's inputs, named after their keys (experiments/layout.py) made identifiers."""
+    return {layout.input_name(key): path for key, path in PLAN.experiments[experiment].inputs.items()}
+
+
+def get_stage_inputs(wildcards, input):
+    """The rule's named inputs as the stage's inputs={key: path}, keyed as experiments/layout.py spells them."""
+    keys = {"data": layout.data_key(wildcards.dataset)}
+    if "features" in input.keys():
+        keys["features"] = layout.features_key(wildcards.model, wildcards.dataset, "structures")
+    if "model" in input.keys():
+        keys["model"] = layout.model_key(wildcards.model, wildcards.dataset, getattr(wildcards, "rows", None)
+                                         or wildcards.run)
+    return hydra_dict({keys[name]: path for name, path in input.items()})
+
+
+def get_shard_list(wildcards, input):
+    return hydra_dict({"shards": list(input.shards)})
+
+
+def get_dataset_overrides(wildcards):
+    return PLAN.overrides_arg(dataset=wildcards.dataset)
+
+
+def get_model_overrides(wildcards):
+    return PLAN.overrides_arg(model=wildcards.model, dataset=getattr(wildcards, "dataset", None))
+
+
+def get_md_overrides(wildcards):
+    return PLAN.overrides_arg(md=wildcards.md, model=wildcards.model, dataset=wildcards.dataset)
+
+
+def get_dataset_digest(wildcards):
+    return PLAN.dataset_digest(wildcards.dataset)
+
+
+def get_dataset_code(wildcards):
+    return PLAN.dataset_code(wildcards.dataset)
+
+
+def get_features_digest(wildcards):
+    return PLAN.features_digest(wildcards.model)
+
+
+def get_features_code(wildcards):
+    return PLAN.model_code("features", wildcards.model)
+
+
+def get_train_digest(wildcards):
+    return PLAN.train_digest(wildcards.model, wildcards.dataset)
+
+
+def get_train_code(wildcards):
+    return PLAN.model_code("train", wildcards.model)
+
+
+def get_hessian_digest(wildcards):
+    return PLAN.hessian_digest(wildcards.model, wildcards.dataset)
+
+
+def get_hessian_code(wildcards):
+    return PLAN.model_code("hessian", wildcards.model)
+
+
+def get_merge_code():
+    return PLAN.stage_code("hessian")
+
+
+def get_md_digest(wildcards):
+    return PLAN.md_digest(wildcards.md, wildcards.model, wildcards.dataset)
+
+
+def get_md_code(wildcards):
+    return PLAN.model_code("md", wildcards.model)

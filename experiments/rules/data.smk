@@ -3,15 +3,13 @@
 
 rule prepare_dataset:
     output:
-        f"{RESULTS}/data/{{dataset}}.extxyz",
+        data=f"{RESULTS}/data/{{dataset}}.extxyz",
     log:
         f"{RESULTS}/logs/data/{{dataset}}.log",
-    conda:
-        "../../environment.yml"
     params:
-        python=PYTHON,
-        scale=SCALE,
+        config=get_dataset_digest,
+        code=get_dataset_code,
         overrides=get_dataset_overrides,
     shell:
-        "{params.python} -m experiments.data dataset={wildcards.dataset} scale={params.scale} "
-        "output={output} {params.overrides} > {log} 2>&1"
+        f"{THREADS} {PYTHON} -m experiments.data dataset={{wildcards.dataset}} scale={SCALE} "
+        "output={output.data} {params.overrides} > {log} 2>&1"

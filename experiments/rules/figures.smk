@@ -1,22 +1,48 @@
-# Stage 4, figures: one script per figure, reading its result table (and the training stage's manifest,
-# for what a figure draws beyond the table, e.g. Fig 5's structures), writing pdf + png.
+# Stage 4, analyses and figures: per experiment, analyse_fig<N> (cheap: from features, models, Hessians and
+# trajectories to result tables) and plot_fig<N> (tables to pdf + png). The rules are made from the experiment
+# configs (config/experiment/*.yaml): adding an experiment adds its two rules. (A rule's shell command is
+# evaluated when its job runs, after the loop: everything per experiment goes through params.)
 
+for _name, _exp in PLAN.experiments.items():
 
-rule plot_figure:
-    input:
-        f"{RESULTS}/tables/{{experiment}}.csv",
-        f"{RESULTS}/models/{{experiment}}/manifest.json",
-    output:
-        pdf=f"{RESULTS}/figures/{{experiment}}.pdf",
-        png=f"{RESULTS}/figures/{{experiment}}.png",
-    log:
-        f"{RESULTS}/logs/figures/{{experiment}}.log",
-    conda:
-        "../../environment.yml"
-    params:
-        python=PYTHON,
-        scale=SCALE,
-        inputs=get_hydra_inputs,
-    shell:
-        "{params.python} -m experiments.figures experiment={wildcards.experiment} scale={params.scale} "
-        "inputs={params.inputs} output={output.pdf} > {log} 2>&1"
+    rule:
+        name:
+            f"analyse_fig{_exp.figure}"
+        input:
+            **get_named_inputs(_name),
+        output:
+            **_exp.outputs,
+        log:
+            f"{RESULTS}/logs/analyses/{_name}.log",
+        params:
+            experiment=_name,
+            config=PLAN.analysis_digest(_name),
+            code=PLAN.experiment_code("analyse", _name),
+            inputs=hydra_dict(_exp.inputs),
+            outputs=hydra_dict(_exp.outputs),
+            overrides=PLAN.overrides_arg(experiment=_name, model=_exp.cfg.model.name if _exp.cfg.get("model") else None),
+        shell:
+            f"{THREADS} {PYTHON} -m experiments.analyse experiment={{params.experiment}} scale={SCALE} "
+            "inputs={params.inputs} "
+            "outputs={params.outputs} {params.overrides} > {log} 2>&1"
+
+    rule:
+        name:
+            f"plot_fig{_exp.figure}"
+        input:
+            **_exp.outputs,
+        output:
+            pdf=f"{RESULTS}/figures/{_name}.pdf",
+            png=f"{RESULTS}/figures/{_name}.png",
+        log:
+            f"{RESULTS}/logs/figures/{_name}.log",
+        params:
+            experiment=_name,
+            config=PLAN.plot_digest(_name),
+            code=PLAN.experiment_code("plot", _name),
+            inputs=hydra_dict(_exp.outputs),
+            overrides=PLAN.overrides_arg(experiment=_name, model=_exp.cfg.model.name if _exp.cfg.get("model") else None),
+        shell:
+            f"{THREADS} {PYTHON} -m experiments.plot experiment={{params.experiment}} scale={SCALE} "
+            "inputs={params.inputs} "
+            "output={output.pdf} {params.overrides} > {log} 2>&1"

@@ -1,19 +1,43 @@
-# Stage 2, training and features: the expensive step of each experiment (models, descriptors).
+# Stage 2b, trained models keyed by (model, dataset, run): results/<scale>/models/<model>/<dataset>/<run>/.
+# fit_model: linear models, a closed-form fit on their features (CPU); train_model: networks, trained by their own
+# package (a GPU on a cluster: profiles/slurm). Both run experiments/train.py; the model config's kind picks the rule.
 
 
-rule train_models:
+rule fit_model:
     input:
-        get_experiment_datasets,
+        unpack(get_fit_inputs),
     output:
-        f"{RESULTS}/models/{{experiment}}/manifest.json",
+        model=f"{RESULTS}/models/{{model}}/{{dataset}}/{{run}}/model.npz",
     log:
-        f"{RESULTS}/logs/train/{{experiment}}.log",
-    conda:
-        "../../environment.yml"
+        f"{RESULTS}/logs/models/{{model}}/{{dataset}}/{{run}}.log",
+    wildcard_constraints:
+        model=LINEAR_MODELS,
     params:
-        python=PYTHON,
-        scale=SCALE,
-        inputs=get_hydra_inputs,
+        config=get_train_digest,
+        code=get_train_code,
+        inputs=get_stage_inputs,
+        overrides=get_model_overrides,
     shell:
-        "{params.python} -m experiments.train experiment={wildcards.experiment} scale={params.scale} "
-        "inputs={params.inputs} output={output} > {log} 2>&1"
+        f"{THREADS} {PYTHON} -m experiments.train model={{wildcards.model}} dataset={{wildcards.dataset}} "
+        f"run={{wildcards.run}} scale={SCALE} inputs={{params.inputs}} output={{output.model}} "
+        "{params.overrides} > {log} 2>&1"
+
+
+rule train_model:
+    input:
+        unpack(get_train_inputs),
+    output:
+        model=f"{RESULTS}/models/{{model}}/{{dataset}}/{{run}}/manifest.json",
+    log:
+        f"{RESULTS}/logs/models/{{model}}/{{dataset}}/{{run}}.log",
+    wildcard_constraints:
+        model=NETWORK_MODELS,
+    params:
+        config=get_train_digest,
+        code=get_train_code,
+        inputs=get_stage_inputs,
+        overrides=get_model_overrides,
+    shell:
+        f"{THREADS} {PYTHON} -m experiments.train model={{wildcards.model}} dataset={{wildcards.dataset}} "
+        f"run={{wildcards.run}} scale={SCALE} inputs={{params.inputs}} output={{output.model}} "
+        "{params.overrides} > {log} 2>&1"

@@ -1,0 +1,107 @@
+"""Stages "accumulate_hessian" and "merge_hessian": H as map-reduce over jobs.
+
+    python -m experiments.hessian step=accumulate model=<m> dataset=<d> rows=<run key> shard=<k> n_shards=<K> \
+        inputs='{data/<d>: <extxyz>}' output=<shard npz>
+    python -m experiments.hessian step=merge inputs='{shards: [<shard npz>, ...]}' output=<hessian npz>
+
+H = sum_s g_s g_s^T + sigma^2 I is additive: shard k of K (a contiguous block of the
+rows the run key selects) accumulates its rows, and the merge sums the K files
+(:meth:`rigidity.Hessian.merged`), which refuses shards of another feature set,
+regulariser or dtype, and truncated files. A shard records the feature set it
+belongs to (``feature_set``: model config, dataset, rows and the structures'
+fingerprint), the shard it is and the reference method of all the rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+
+import numpy as np
+from omegaconf import DictConfig
+
+from ._results import frames_fingerprint, reference_methods
+from ._stage import entry_point, input_path, typed
+from .config import model_module, to_plain
+from .layout import data_key
+from .runs import select
+
+log = logging.getLogger(__name__)
+
+
+def feature_set(model_config: dict, dataset: str, rows: str, fingerprint: str) -> str:
+    """What every shard of one Hessian shares: a digest of the model config, the dataset, the rows and the structures."""
+    blob = json.dumps({"model": model_config, "dataset": dataset, "rows": rows, "fingerprint": fingerprint},
+                      sort_keys=True)
+    return f"{model_config.get('name')}/{dataset}/{rows}@{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+
+
+def accumulate(cfg: DictConfig):
+    """The Hessian of shard ``cfg.shard`` of ``cfg.n_shards`` of the rows ``cfg.rows`` selects (not yet saved)."""
+    from rigidity import Hessian
+
+    from .data import dataset_config
+    from .datasets.io import read_frames
+
+    if cfg.get("model") is None or not cfg.rows:
+        raise ValueError("step=accumulate needs model=<name>, dataset=<name> and rows=<run key>")
+    if not 0 <= int(cfg.shard) < int(cfg.n_shards):
+        raise ValueError(f"shard={cfg.shard} must satisfy 0 <= shard < n_shards={cfg.n_shards}")
+    ds = dataset_config(cfg)
+    model = typed(cfg.model)
+    module = model_module(model.module)
+    if model.kind != "linear":
+        raise NotImplementedError(f"model {model.name}: Hessians of last-layer network features are not implemented "
+                                  "yet (the last-layer issue adds them)")
+    if hasattr(module, "check"):
+        module.check(model)
+    frames = read_frames(input_path(cfg, data_key(ds.name)), energy_key=None, forces_key=None)
+    rows = select(frames, ds.training, cfg.rows, ds.name)
+    part = np.array_split(rows, int(cfg.n_shards))[int(cfg.shard)]
+    G = module.hessian_rows(model, [frames[i] for i in part])
+    h = Hessian(G.shape[1], regularizer=float(model.rigidity.regularizer)).add(G)
+    h.metadata.update(
+        feature_set=feature_set(to_plain(cfg.model), ds.name, str(cfg.rows), frames_fingerprint(frames)),
+        model=model.name, dataset=ds.name, rows=str(cfg.rows), n_selected=int(len(rows)), scale=cfg.scale.name,
+        descriptor=json.dumps(to_plain(cfg.model.descriptor), sort_keys=True),
+        reference_method=reference_methods([frames[i] for i in rows]),
+        shard=f"{int(cfg.shard)}/{int(cfg.n_shards)}",
+    )
+    log.info("%s on %s, rows %s: shard %d of %d, %d of %d rows", model.name, ds.name, cfg.rows, cfg.shard,
+             cfg.n_shards, len(part), len(rows))
+    return h
+
+
+def merge(cfg: DictConfig):
+    """The sum of the shard files ``cfg.inputs.shards`` (all K of them, each once)."""
+    from rigidity import Hessian
+
+    paths = [str(p) for p in (cfg.inputs.get("shards") or [])]
+    if not paths:
+        raise ValueError("step=merge needs inputs='{shards: [<shard npz>, ...]}'")
+    h = Hessian.merged(paths)
+    n = len(paths)
+    got = sorted(Hessian.load(p).metadata.get("shard", "?") for p in paths)
+    want = sorted(f"{k}/{n}" for k in range(n))
+    if got != want:
+        raise ValueError(f"the shards {paths} are {got}, not the {n} shards {want} of one Hessian")
+    h.metadata.pop("shard", None)
+    return h
+
+
+def write(cfg: DictConfig) -> None:
+    if not cfg.output:
+        raise ValueError("pass output=<path of the npz to write>")
+    if cfg.step == "accumulate":
+        accumulate(cfg).save(cfg.output)
+    elif cfg.step == "merge":
+        merge(cfg).save(cfg.output)
+    else:
+        raise ValueError(f"step={cfg.step!r} must be accumulate or merge")
+
+
+main = entry_point(write)
+
+if __name__ == "__main__":
+    main()

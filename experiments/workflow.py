@@ -1,0 +1,339 @@
+"""What the Snakemake rules ask: the jobs of every experiment, their files, and what each job depends on.
+
+The Snakefile builds one :class:`Plan` from its config (scale, results folder, user
+overrides). The plan composes every experiment config at the scale (Hydra, as the
+stages do), collects the units of work its analysis needs (datasets, features,
+trained models, Hessians, trajectories) and answers the rules' input functions.
+
+Snakemake reruns a job when its ``params`` change. Every rule carries two digests:
+
+- ``config``: of the composed config section the stage reads (the dataset without
+  its ``training`` pool for prepare_dataset, ``model.descriptor`` for
+  compute_features, the model without ``rigidity`` plus ``dataset.training`` for a
+  fit, the model without ``fit`` plus ``dataset.training`` for a Hessian shard, the
+  experiment without ``plot`` plus its selected model for the analysis, the whole
+  experiment for the plot);
+- ``code``: of the stage's source, the modules it imports from this project
+  (``experiments``, ``rigidity``) followed transitively, compared as syntax trees
+  without docstrings, so that editing a comment or a docstring reruns nothing.
+
+A change reruns the stages that read it and everything downstream of them, nothing else.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import shlex
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from . import layout
+from .config import REPOSITORY, compose, experiment_module, names, to_plain
+
+__all__ = ["Plan", "code_digest", "source_files", "hydra_dict"]
+
+PACKAGES = ("experiments", "rigidity")
+
+
+# ----------------------------------------------------------------------------------------------
+# code digests
+
+
+def _module_file(name: str) -> Optional[Path]:
+    """The source file of a module of this project, or None (a third-party module, or a name in a package)."""
+    parts = name.split(".")
+    if parts[0] not in PACKAGES:
+        return None
+    base = REPOSITORY.joinpath(*parts)
+    if base.with_suffix(".py").is_file():
+        return base.with_suffix(".py")
+    if (base / "__init__.py").is_file():
+        return base / "__init__.py"
+    return None
+
+
+def _imports(path: Path, module: str) -> set[str]:
+    """The project modules a file imports anywhere in its body (function-level imports included)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parent = package.split(".")
+                parent = parent[: len(parent) - (node.level - 1)] if node.level > 1 else parent
+                base = ".".join(parent + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    out = set()
+    for name in found:
+        # a package's __init__ runs when any of its modules is imported
+        parts = name.split(".")
+        for k in range(1, len(parts) + 1):
+            if _module_file(".".join(parts[:k])) is not None:
+                out.add(".".join(parts[:k]))
+    return out
+
+
+@lru_cache(maxsize=None)
+def source_files(modules: tuple[str, ...]) -> tuple[Path, ...]:
+    """Files of ``modules`` and of every project module they import, transitively."""
+    todo, seen = list(modules), {}
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        path = _module_file(name)
+        if path is None:
+            raise ValueError(f"{name} is not a module of this project ({', '.join(PACKAGES)})")
+        seen[name] = path
+        todo.extend(_imports(path, name) - set(seen))
+    return tuple(sorted(set(seen.values())))
+
+
+def _strip_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+@lru_cache(maxsize=None)
+def _file_digest(path: Path) -> str:
+    if path.suffix == ".py":
+        text = ast.dump(_strip_docstrings(ast.parse(path.read_text(), filename=str(path))))
+    else:
+        text = path.read_text()
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def code_digest(modules: Iterable[str], extra_files: Iterable[str | Path] = ()) -> str:
+    """Digest of the code of a stage: its modules, their project imports, and any data files it reads."""
+    files = list(source_files(tuple(sorted(modules)))) + [REPOSITORY / f for f in extra_files]
+    h = hashlib.sha256()
+    for f in sorted(set(files)):
+        h.update(str(Path(f).relative_to(REPOSITORY)).encode())
+        h.update(_file_digest(Path(f)).encode())
+    return h.hexdigest()[:16]
+
+
+def _digest(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _without(node: Optional[dict], *keys: str) -> Optional[dict]:
+    return None if node is None else {k: v for k, v in node.items() if k not in keys}
+
+
+# ----------------------------------------------------------------------------------------------
+# Hydra arguments of a rule
+
+
+def _hydra_value(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_hydra_value(v) for v in value) + "]"
+    text = str(value)
+    if '"' in text or "\\" in text:
+        raise ValueError(f"a path with a quote or backslash cannot be passed to a stage: {text!r}")
+    return f'"{text}"'
+
+
+def hydra_dict(mapping: dict[str, Any], shell: bool = True) -> str:
+    """A Hydra dict override value {key: "path", ...}; shell-quoted as one word unless ``shell=False``."""
+    body = "{" + ",".join(f"{k}:{_hydra_value(v)}" for k, v in mapping.items()) + "}"
+    return shlex.quote(body) if shell else body
+
+
+# ----------------------------------------------------------------------------------------------
+# the plan
+
+
+@dataclass
+class Experiment:
+    name: str
+    figure: int
+    module: Any
+    cfg: Any  # composed config (experiment, and the model it selects, if any)
+    implemented: bool
+    inputs: dict[str, str] = field(default_factory=dict)  # key -> path
+    outputs: dict[str, str] = field(default_factory=dict)  # analysis output name -> path
+
+
+class Plan:
+    """Every job the workflow can run at one scale, with its files and digests.
+
+    Parameters
+    ----------
+    config : the Snakemake config (config/workflow.yaml and --config): ``scale``, ``results``
+        and the user's overrides per dataset, model and experiment.
+    """
+
+    def __init__(self, config: dict):
+        self.scale = str(config["scale"])
+        self.results = f"{config['results']}/{self.scale}"
+        self.overrides = {
+            "dataset": dict(config.get("dataset_overrides") or {}),
+            "model": dict(config.get("model_overrides") or {}),
+            "experiment": dict(config.get("experiment_overrides") or {}),
+        }
+        self.datasets = names("dataset")
+        self.models = names("model")
+        self.mds = names("md")
+        for group, given in self.overrides.items():
+            unknown = sorted(set(given) - set(names(group)))
+            if unknown:
+                raise ValueError(f"{group}_overrides (config/workflow.yaml) names unknown {group}s {unknown}; "
+                                 f"config/{group}/ has {names(group)}")
+        self._cfg: dict[tuple, Any] = {}
+        self.experiments = {name: self._experiment(name) for name in names("experiment")}
+
+    # -- composition ---------------------------------------------------------
+    def user_overrides(self, **groups: Optional[str]) -> list[str]:
+        """The user's overrides (config/workflow.yaml) of the configs a stage composes."""
+        out = []
+        for group, name in groups.items():
+            if name is not None and group in self.overrides:
+                out += [str(o) for o in self.overrides[group].get(name, [])]
+        return out
+
+    def compose(self, **groups: Optional[str]):
+        """The config a stage composes with ``group=name`` selections (cached)."""
+        key = tuple(sorted((g, n) for g, n in groups.items() if n is not None))
+        if key not in self._cfg:
+            args = [f"scale={self.scale}"] + [f"{g}={n}" for g, n in key] + self.user_overrides(**groups)
+            try:
+                self._cfg[key] = compose(args)
+            except Exception as err:
+                raise ValueError(f"composing {' '.join(args)}: {err}") from err
+        return self._cfg[key]
+
+    def overrides_arg(self, **groups: Optional[str]) -> str:
+        """The user's overrides as shell words for a stage's command line."""
+        return " ".join(shlex.quote(o) for o in self.user_overrides(**groups))
+
+    def model(self, name: str):
+        """The composed model node (a model config never depends on the other groups' choices)."""
+        if name not in self.models:
+            raise ValueError(f"unknown model {name!r} (config/model/: {self.models})")
+        return self.compose(model=name).model
+
+    def dataset(self, name: str):
+        if name not in self.datasets:
+            raise ValueError(f"unknown dataset {name!r} (config/dataset/: {self.datasets})")
+        return self.compose(dataset=name).dataset
+
+    def kind(self, model: str) -> str:
+        return str(self.model(model).kind)
+
+    def models_of_kind(self, kind: str) -> list[str]:
+        return [m for m in self.models if self.kind(m) == kind]
+
+    # -- files -------------------------------------------------------------
+    def path(self, key: str) -> str:
+        kind = self.kind(key.split("/")[1]) if key.startswith("models/") else "linear"
+        return f"{self.results}/{layout.path_of(key, kind)}"
+
+    def _experiment(self, name: str) -> Experiment:
+        cfg = self.compose(experiment=name)
+        module = experiment_module(name)
+        s = cfg.experiment
+        if hasattr(module, "check"):  # values a schema cannot check fail here, at `snakemake -n`
+            module.check(cfg)
+        keys = [layout.data_key(d) for d in s.datasets]
+        keys += [layout.features_key(f.model, f.dataset, f.kind) for f in s.features]
+        keys += [layout.model_key(m.model, m.dataset, r) for m in s.models for r in m.runs]
+        keys += [layout.hessian_key(h.model, h.dataset, h.rows) for h in s.hessians]
+        keys += [layout.trajectory_key(t.md, t.model, t.dataset, r) for t in s.trajectories for r in t.runs]
+        for key in keys:
+            self._check_key(key, name)
+        exp = Experiment(name, int(s.figure), module, cfg, hasattr(module, "analyse") and hasattr(module, "plot"))
+        exp.inputs = {k: self.path(k) for k in dict.fromkeys(keys)}
+        outputs = getattr(module, "OUTPUTS", {"table": "csv"})
+        exp.outputs = {o: f"{self.results}/tables/{name}.{ext}" if o == "table" else
+                       f"{self.results}/tables/{name}.{o}.{ext}" for o, ext in outputs.items()}
+        return exp
+
+    def _check_key(self, key: str, experiment: str) -> None:
+        from .runs import parse_run
+
+        parts = key.split("/")
+        where = f"experiment {experiment}"
+        if parts[0] == "data" and parts[1] not in self.datasets:
+            raise ValueError(f"{where} reads unknown dataset {parts[1]!r} (config/dataset/: {self.datasets})")
+        if parts[0] in ("features", "models", "hessians"):
+            model, dataset = parts[1], parts[2]
+            self.model(model)
+            if dataset not in self.datasets:
+                raise ValueError(f"{where}: {key} names unknown dataset {dataset!r}")
+            if parts[0] == "features" and self.kind(model) != "linear":
+                raise ValueError(f"{where}: {key}: descriptor features are for linear models, {model} is a network")
+            if parts[0] != "features":
+                run = parse_run(parts[3])
+                sets = self.dataset(dataset).training.sets
+                if run.name is not None and run.name not in sets:
+                    raise ValueError(f"{where}: {key}: dataset {dataset} names no such training set {run.name!r} "
+                                     f"(dataset.training.sets has {sorted(sets) or 'none'})")
+        if parts[0] == "trajectories":
+            if parts[1] not in self.mds:
+                raise ValueError(f"{where}: {key} names unknown MD protocol {parts[1]!r} (config/md/: {self.mds})")
+            if self.kind(parts[2]) != "network":
+                raise ValueError(f"{where}: {key}: MD needs a network model, {parts[2]} is linear")
+            parse_run(parts[4])
+
+    # -- targets -------------------------------------------------------------
+    def dataset_targets(self) -> list[str]:
+        return [self.path(layout.data_key(d)) for d in self.datasets]
+
+    def figure_targets(self, experiments: Iterable[str]) -> list[str]:
+        return [f"{self.results}/figures/{e}.{ext}" for e in experiments for ext in ("pdf", "png")]
+
+    def implemented(self) -> list[str]:
+        return [e for e, x in self.experiments.items() if x.implemented]
+
+    # -- digests -------------------------------------------------------------
+    def dataset_digest(self, dataset: str) -> str:
+        cfg = self.compose(dataset=dataset)
+        return _digest(_without(to_plain(cfg.dataset), "training"), int(cfg.seed))
+
+    def features_digest(self, model: str) -> str:
+        return _digest(to_plain(self.model(model).descriptor))
+
+    def train_digest(self, model: str, dataset: str) -> str:
+        return _digest(_without(to_plain(self.model(model)), "rigidity"), to_plain(self.dataset(dataset).training))
+
+    def hessian_digest(self, model: str, dataset: str) -> str:
+        return _digest(_without(to_plain(self.model(model)), "fit"), to_plain(self.dataset(dataset).training))
+
+    def md_digest(self, md: str, model: str, dataset: str) -> str:
+        return _digest(to_plain(self.compose(md=md).md))
+
+    def analysis_digest(self, experiment: str) -> str:
+        cfg = self.experiments[experiment].cfg
+        return _digest(_without(to_plain(cfg.experiment), "plot"), to_plain(cfg.get("model")))
+
+    def plot_digest(self, experiment: str) -> str:
+        return _digest(to_plain(self.experiments[experiment].cfg.experiment))
+
+    def dataset_code(self, dataset: str) -> str:
+        return code_digest(["experiments.data", f"experiments.datasets.{dataset}"])
+
+    def model_code(self, stage: str, model: str) -> str:
+        return code_digest([f"experiments.{stage}", f"experiments.models.{self.model(model).module}"])
+
+    def stage_code(self, stage: str) -> str:
+        return code_digest([f"experiments.{stage}"])
+
+    def experiment_code(self, stage: str, experiment: str) -> str:
+        extra = ["experiments/figures.mplstyle"] if stage == "plot" else []
+        return code_digest([f"experiments.{stage}", f"experiments.{experiment}"], extra)
