@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 CORES ?= 2
 SCALE ?= quick
 
-.PHONY: figures test bench install clean-venv
+.PHONY: figures test lint bench install clean-venv
 
 install: $(STAMP)
 
@@ -29,10 +29,13 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	touch $(STAMP)
 
 figures: $(STAMP)
-	OMP_NUM_THREADS=1 $(VENV)/bin/snakemake --profile profiles/default --cores $(CORES) --config scale=$(SCALE)
+	$(VENV)/bin/snakemake --profile profiles/default --cores $(CORES) --config scale=$(SCALE)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_rigidity.py

@@ -25,6 +25,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import os
 import shlex
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -37,6 +38,9 @@ from .config import REPOSITORY, compose, experiment_module, names, to_plain
 __all__ = ["Plan", "code_digest", "source_files", "hydra_dict"]
 
 PACKAGES = ("experiments", "rigidity")
+#: the plumbing every stage imports (composition, entry points, the layout of files): what it changes reaches a
+#: result only through the composed config, which is digested on its own, so its code is not part of a stage's
+PLUMBING = ("experiments.config", "experiments._stage", "experiments.workflow", "experiments.layout")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -95,7 +99,7 @@ def source_files(modules: tuple[str, ...]) -> tuple[Path, ...]:
         if path is None:
             raise ValueError(f"{name} is not a module of this project ({', '.join(PACKAGES)})")
         seen[name] = path
-        todo.extend(_imports(path, name) - set(seen))
+        todo.extend(_imports(path, name) - set(seen) - set(PLUMBING))
     return tuple(sorted(set(seen.values())))
 
 
@@ -151,7 +155,7 @@ def _hydra_value(value: Any) -> str:
 
 def hydra_dict(mapping: dict[str, Any], shell: bool = True) -> str:
     """A Hydra dict override value {key: "path", ...}; shell-quoted as one word unless ``shell=False``."""
-    body = "{" + ",".join(f"{k}:{_hydra_value(v)}" for k, v in mapping.items()) + "}"
+    body = "{" + ",".join(f"{k}:{_hydra_value(mapping[k])}" for k in sorted(mapping)) + "}"
     return shlex.quote(body) if shell else body
 
 
@@ -163,23 +167,45 @@ def hydra_dict(mapping: dict[str, Any], shell: bool = True) -> str:
 class Experiment:
     name: str
     figure: int
-    module: Any
-    cfg: Any  # composed config (experiment, and the model it selects, if any)
-    implemented: bool
+    implemented: bool  # its module defines analyse() and plot()
+    model: Optional[str] = None  # the model config it selects (Figs 4, 5), whose overrides its stages get
     inputs: dict[str, str] = field(default_factory=dict)  # key -> path
     outputs: dict[str, str] = field(default_factory=dict)  # analysis output name -> path
+
+
+#: what a plan is derived from: every config, every schema and stage module, the library (code digests)
+_PLAN_SOURCES = ("config/**/*.yaml", "experiments/**/*.py", "experiments/*.mplstyle", "rigidity/**/*.py")
+
+
+def _tree_digest(config: dict) -> str:
+    import hydra
+    import omegaconf
+
+    h = hashlib.sha256(json.dumps([config, hydra.__version__, omegaconf.__version__], sort_keys=True,
+                                  default=str).encode())
+    for pattern in _PLAN_SOURCES:
+        for f in sorted(REPOSITORY.glob(pattern)):
+            h.update(str(f.relative_to(REPOSITORY)).encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:24]
 
 
 class Plan:
     """Every job the workflow can run at one scale, with its files and digests.
 
+    Composing every config takes Hydra seconds, so the plan is kept in ``cache_dir``
+    (Snakemake's own ``.snakemake/`` by default), keyed by the digest of every config
+    file, every module of ``experiments`` and ``rigidity`` and the workflow config: any
+    edit recomputes it, and a later ``snakemake`` (or every job on a cluster) reads it back.
+
     Parameters
     ----------
     config : the Snakemake config (config/workflow.yaml and --config): ``scale``, ``results``
         and the user's overrides per dataset, model and experiment.
+    cache_dir : folder of the cached plans (None: no cache).
     """
 
-    def __init__(self, config: dict):
+    def __init__(self, config: dict, cache_dir: Optional[str | Path] = ".snakemake/rigidity-plan"):
         self.scale = str(config["scale"])
         self.results = f"{config['results']}/{self.scale}"
         self.overrides = {
@@ -188,7 +214,6 @@ class Plan:
             "experiment": dict(config.get("experiment_overrides") or {}),
         }
         self.datasets = names("dataset")
-        self.models = names("model")
         self.mds = names("md")
         for group, given in self.overrides.items():
             unknown = sorted(set(given) - set(names(group)))
@@ -196,7 +221,58 @@ class Plan:
                 raise ValueError(f"{group}_overrides (config/workflow.yaml) names unknown {group}s {unknown}; "
                                  f"config/{group}/ has {names(group)}")
         self._cfg: dict[tuple, Any] = {}
-        self.experiments = {name: self._experiment(name) for name in names("experiment")}
+        self._memo: dict[str, Any] = {}
+        plain = {k: config.get(k) for k in ("scale", "results", "dataset_overrides", "model_overrides",
+                                             "experiment_overrides")}
+        cache = Path(cache_dir) / f"{_tree_digest(plain)}.json" if cache_dir is not None else None
+        if cache is not None and cache.is_file():
+            try:
+                self._memo = json.loads(cache.read_text())
+            except ValueError:
+                self._memo = {}
+        if not self._memo:
+            self._build()
+            if cache is not None:
+                self._save(cache)
+        self.models = list(self._memo["kinds"])
+        self.experiments = {name: Experiment(**e) for name, e in self._memo["experiments"].items()}
+
+    def _build(self) -> None:
+        """Compose every config, check every experiment, and compute what its jobs need (on a cache miss)."""
+        self._memo["kinds"] = {m: str(self.compose(model=m).model.kind) for m in names("model")}
+        self._memo["hessian_shards"] = int(self.compose().scale.hessian_shards)
+        self._memo["experiments"] = {name: self._experiment(name) for name in names("experiment")}
+        keys = {k for e in self._memo["experiments"].values() for k in e["inputs"]}
+        for d in self.datasets:
+            self.dataset_digest(d), self.dataset_code(d)
+        for m, kind in self._memo["kinds"].items():
+            if kind == "linear":
+                self.features_digest(m), self.model_code("features", m)
+            self.model_code("train", m), self.model_code("hessian", m)
+        for key in keys:
+            top, *parts = key.split("/")
+            if top in ("models", "hessians"):
+                self.train_digest(parts[0], parts[1]), self.hessian_digest(parts[0], parts[1])
+            if top == "trajectories":
+                self.md_digest(parts[0], parts[1], parts[2]), self.model_code("md", parts[1])
+        self.stage_code("hessian")
+        for name in self._memo["experiments"]:
+            self.analysis_digest(name), self.plot_digest(name)
+            self.experiment_code("analyse", name), self.experiment_code("plot", name)
+
+    def _save(self, cache: Path) -> None:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(self._memo))  # key order kept: it is the order of the rules' inputs
+            os.replace(tmp, cache)
+        except OSError:  # a read-only working directory: no cache, same plan
+            pass
+
+    def _memoised(self, key: str, compute):
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
     # -- composition ---------------------------------------------------------
     def user_overrides(self, **groups: Optional[str]) -> list[str]:
@@ -208,7 +284,7 @@ class Plan:
         return out
 
     def compose(self, **groups: Optional[str]):
-        """The config a stage composes with ``group=name`` selections (cached)."""
+        """The config a stage composes with ``group=name`` selections (cached in memory)."""
         key = tuple(sorted((g, n) for g, n in groups.items() if n is not None))
         if key not in self._cfg:
             args = [f"scale={self.scale}"] + [f"{g}={n}" for g, n in key] + self.user_overrides(**groups)
@@ -224,8 +300,8 @@ class Plan:
 
     def model(self, name: str):
         """The composed model node (a model config never depends on the other groups' choices)."""
-        if name not in self.models:
-            raise ValueError(f"unknown model {name!r} (config/model/: {self.models})")
+        if name not in names("model"):
+            raise ValueError(f"unknown model {name!r} (config/model/: {names('model')})")
         return self.compose(model=name).model
 
     def dataset(self, name: str):
@@ -234,18 +310,28 @@ class Plan:
         return self.compose(dataset=name).dataset
 
     def kind(self, model: str) -> str:
-        return str(self.model(model).kind)
+        kinds = self._memo.get("kinds") or {}
+        return kinds[model] if model in kinds else str(self.model(model).kind)
 
     def models_of_kind(self, kind: str) -> list[str]:
         return [m for m in self.models if self.kind(m) == kind]
+
+    @property
+    def hessian_shards(self) -> int:
+        """accumulate_hessian jobs per Hessian at this scale (``scale.hessian_shards``)."""
+        return int(self._memo["hessian_shards"])
 
     # -- files -------------------------------------------------------------
     def path(self, key: str) -> str:
         kind = self.kind(key.split("/")[1]) if key.startswith("models/") else "linear"
         return f"{self.results}/{layout.path_of(key, kind)}"
 
-    def _experiment(self, name: str) -> Experiment:
+    def _experiment(self, name: str) -> dict:
         cfg = self.compose(experiment=name)
+        model = cfg.model.name if cfg.get("model") is not None else None
+        if model is not None and self.user_overrides(model=model):  # the analysis gets the model's overrides too
+            cfg = self.compose(experiment=name, model=model)
+        self._cfg[("experiment", name)] = cfg
         module = experiment_module(name)
         s = cfg.experiment
         if hasattr(module, "check"):  # values a schema cannot check fail here, at `snakemake -n`
@@ -257,12 +343,13 @@ class Plan:
         keys += [layout.trajectory_key(t.md, t.model, t.dataset, r) for t in s.trajectories for r in t.runs]
         for key in keys:
             self._check_key(key, name)
-        exp = Experiment(name, int(s.figure), module, cfg, hasattr(module, "analyse") and hasattr(module, "plot"))
-        exp.inputs = {k: self.path(k) for k in dict.fromkeys(keys)}
         outputs = getattr(module, "OUTPUTS", {"table": "csv"})
-        exp.outputs = {o: f"{self.results}/tables/{name}.{ext}" if o == "table" else
-                       f"{self.results}/tables/{name}.{o}.{ext}" for o, ext in outputs.items()}
-        return exp
+        return dict(
+            name=name, figure=int(s.figure), implemented=hasattr(module, "analyse") and hasattr(module, "plot"),
+            model=model, inputs={k: self.path(k) for k in dict.fromkeys(keys)},
+            outputs={o: f"{self.results}/tables/{name}.{ext}" if o == "table" else
+                     f"{self.results}/tables/{name}.{o}.{ext}" for o, ext in outputs.items()},
+        )
 
     def _check_key(self, key: str, experiment: str) -> None:
         from .runs import parse_run
@@ -301,39 +388,56 @@ class Plan:
     def implemented(self) -> list[str]:
         return [e for e, x in self.experiments.items() if x.implemented]
 
-    # -- digests -------------------------------------------------------------
+    # -- digests (memoised: the cached plan holds those of every job of every experiment) -----------
     def dataset_digest(self, dataset: str) -> str:
-        cfg = self.compose(dataset=dataset)
-        return _digest(_without(to_plain(cfg.dataset), "training"), int(cfg.seed))
+        def compute():
+            cfg = self.compose(dataset=dataset)
+            return _digest(_without(to_plain(cfg.dataset), "training"), int(cfg.seed))
+
+        return self._memoised(f"digest/dataset/{dataset}", compute)
 
     def features_digest(self, model: str) -> str:
-        return _digest(to_plain(self.model(model).descriptor))
+        return self._memoised(f"digest/features/{model}", lambda: _digest(to_plain(self.model(model).descriptor)))
 
     def train_digest(self, model: str, dataset: str) -> str:
-        return _digest(_without(to_plain(self.model(model)), "rigidity"), to_plain(self.dataset(dataset).training))
+        return self._memoised(f"digest/train/{model}/{dataset}", lambda: _digest(
+            _without(to_plain(self.model(model)), "rigidity"), to_plain(self.dataset(dataset).training)))
 
     def hessian_digest(self, model: str, dataset: str) -> str:
-        return _digest(_without(to_plain(self.model(model)), "fit"), to_plain(self.dataset(dataset).training))
+        return self._memoised(f"digest/hessian/{model}/{dataset}", lambda: _digest(
+            _without(to_plain(self.model(model)), "fit"), to_plain(self.dataset(dataset).training)))
 
     def md_digest(self, md: str, model: str, dataset: str) -> str:
-        return _digest(to_plain(self.compose(md=md).md))
+        return self._memoised(f"digest/md/{md}", lambda: _digest(to_plain(self.compose(md=md).md)))
+
+    def _experiment_cfg(self, experiment: str):
+        if ("experiment", experiment) not in self._cfg:
+            self._experiment(experiment)
+        return self._cfg[("experiment", experiment)]
 
     def analysis_digest(self, experiment: str) -> str:
-        cfg = self.experiments[experiment].cfg
-        return _digest(_without(to_plain(cfg.experiment), "plot"), to_plain(cfg.get("model")))
+        def compute():
+            cfg = self._experiment_cfg(experiment)
+            return _digest(_without(to_plain(cfg.experiment), "plot"), to_plain(cfg.get("model")))
+
+        return self._memoised(f"digest/analysis/{experiment}", compute)
 
     def plot_digest(self, experiment: str) -> str:
-        return _digest(to_plain(self.experiments[experiment].cfg.experiment))
+        return self._memoised(f"digest/plot/{experiment}",
+                              lambda: _digest(to_plain(self._experiment_cfg(experiment).experiment)))
 
     def dataset_code(self, dataset: str) -> str:
-        return code_digest(["experiments.data", f"experiments.datasets.{dataset}"])
+        return self._memoised(f"code/dataset/{dataset}",
+                              lambda: code_digest(["experiments.data", f"experiments.datasets.{dataset}"]))
 
     def model_code(self, stage: str, model: str) -> str:
-        return code_digest([f"experiments.{stage}", f"experiments.models.{self.model(model).module}"])
+        return self._memoised(f"code/{stage}/{model}", lambda: code_digest(
+            [f"experiments.{stage}", f"experiments.models.{self.model(model).module}"]))
 
     def stage_code(self, stage: str) -> str:
-        return code_digest([f"experiments.{stage}"])
+        return self._memoised(f"code/{stage}", lambda: code_digest([f"experiments.{stage}"]))
 
     def experiment_code(self, stage: str, experiment: str) -> str:
         extra = ["experiments/figures.mplstyle"] if stage == "plot" else []
-        return code_digest([f"experiments.{stage}", f"experiments.{experiment}"], extra)
+        return self._memoised(f"code/{stage}/{experiment}",
+                              lambda: code_digest([f"experiments.{stage}", f"experiments.{experiment}"], extra))

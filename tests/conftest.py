@@ -56,7 +56,7 @@ class Runner:
     def __init__(self, root, scale="smoke"):
         from experiments.workflow import Plan
 
-        self.plan = Plan({"scale": scale, "results": str(root)})
+        self.plan = Plan({"scale": scale, "results": str(root)}, cache_dir=None)
         self.scale = scale
 
     def cfg(self, *overrides, inputs=None, outputs=None):
@@ -91,7 +91,7 @@ class Runner:
             inputs[fkey] = str(self.build(fkey))
             save_model(train.run(self.cfg(*groups, f"run={unit}", inputs=inputs)), path)
         elif kind == "hessians":
-            n = self.plan.compose().scale.hessian_shards
+            n = self.plan.hessian_shards
             shards = []
             for k in range(n):
                 shard = path.parent / f"shard{k}of{n}.npz"

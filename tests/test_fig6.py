@@ -100,7 +100,7 @@ def test_bad_experiment_settings_are_named():
 
     with pytest.raises(ValueError, match="no such training set 'set9'"):  # at `snakemake -n`, not in a job
         Plan({"scale": "smoke", "results": "/nonexistent", "experiment_overrides": {
-            NAME: ["experiment.models=[{model: ace, dataset: si_nmers, runs: [set9]}]"]}})
+            NAME: ["experiment.models=[{model: ace, dataset: si_nmers, runs: [set9]}]"]}}, cache_dir=None)
 
 
 @pytest.mark.slow

@@ -57,7 +57,7 @@ def get_shard_inputs(wildcards):
 
 def get_hessian_shards(wildcards):
     key = layout.hessian_key(wildcards.model, wildcards.dataset, wildcards.rows)
-    n = PLAN.compose().scale.hessian_shards
+    n = PLAN.hessian_shards
     return [f"{RESULTS}/{layout.shard_path(key, k, n)}" for k in range(n)]
 
 

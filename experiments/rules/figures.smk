@@ -20,7 +20,7 @@ for _name, _exp in PLAN.experiments.items():
             code=PLAN.experiment_code("analyse", _name),
             inputs=hydra_dict(_exp.inputs),
             outputs=hydra_dict(_exp.outputs),
-            overrides=PLAN.overrides_arg(experiment=_name, model=_exp.cfg.model.name if _exp.cfg.get("model") else None),
+            overrides=PLAN.overrides_arg(experiment=_name, model=_exp.model),
         shell:
             f"{THREADS} {PYTHON} -m experiments.analyse experiment={{params.experiment}} scale={SCALE} "
             "inputs={params.inputs} "
@@ -41,7 +41,7 @@ for _name, _exp in PLAN.experiments.items():
             config=PLAN.plot_digest(_name),
             code=PLAN.experiment_code("plot", _name),
             inputs=hydra_dict(_exp.outputs),
-            overrides=PLAN.overrides_arg(experiment=_name, model=_exp.cfg.model.name if _exp.cfg.get("model") else None),
+            overrides=PLAN.overrides_arg(experiment=_name, model=_exp.model),
         shell:
             f"{THREADS} {PYTHON} -m experiments.plot experiment={{params.experiment}} scale={SCALE} "
             "inputs={params.inputs} "
