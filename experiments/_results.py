@@ -13,10 +13,11 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -79,7 +80,7 @@ def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text())
 
 
-def save_arrays(path: str | os.PathLike, meta: Optional[dict] = None, **arrays: Any) -> Path:
+def save_arrays(path: str | os.PathLike, meta: dict | None = None, **arrays: Any) -> Path:
     """``np.savez`` atomically; ``meta`` (JSON) is stored beside the arrays. No pickled objects."""
     if meta is not None:
         arrays["meta"] = np.array(json.dumps(meta, sort_keys=True, default=_jsonable))
@@ -138,7 +139,7 @@ class FeatureSet:
     n_atoms: np.ndarray
     blocks: dict[str, tuple[int, int]]
     meta: dict = field(default_factory=dict)
-    structure: Optional[np.ndarray] = None
+    structure: np.ndarray | None = None
 
     @property
     def slices(self) -> dict[str, slice]:
@@ -162,7 +163,7 @@ def save_features(features: FeatureSet, path: str | os.PathLike) -> Path:
     return save_arrays(path, meta=meta, **arrays)
 
 
-def load_features(path: str | os.PathLike, frames: Optional[Sequence[Any]] = None) -> FeatureSet:
+def load_features(path: str | os.PathLike, frames: Sequence[Any] | None = None) -> FeatureSet:
     """Features written by :func:`save_features`; with ``frames``, checked to come from them."""
     arrays, meta = load_arrays(path)
     blocks = {k: (int(a), int(b)) for k, (a, b) in meta.pop("blocks").items()}

@@ -27,7 +27,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
@@ -81,15 +81,15 @@ class MainConfig:
     seed: int = 20240412  # master seed; dataset generators and splits derive theirs from it
     results_dir: str = "results"  # root of every generated file
     raw_dir: str = "data/raw"  # downloads land here (gitignored)
-    output: Optional[str] = None  # the stage's one output file, named by the Snakemake rule
+    output: str | None = None  # the stage's one output file, named by the Snakemake rule
     outputs: Any = None  # {name: file}, for stages with several outputs (the analyses)
     inputs: Any = None  # {key: file} of everything the stage reads, named by the rule (experiments/layout.py)
     kind: str = "structures"  # compute_features: structures (summed rows) | atoms (per-atom rows)
-    run: Optional[str] = None  # train/fit: the run key (README: run keys), e.g. n1000-s3-seed7
-    rows: Optional[str] = None  # accumulate_hessian: the run key of the rows
+    run: str | None = None  # train/fit: the run key (README: run keys), e.g. n1000-s3-seed7
+    rows: str | None = None  # accumulate_hessian: the run key of the rows
     shard: int = 0  # accumulate_hessian: this job's shard, 0 <= shard < n_shards
     n_shards: int = 1  # accumulate_hessian: shards of the rows
-    step: Optional[str] = None  # hessian stage: accumulate | merge
+    step: str | None = None  # hessian stage: accumulate | merge
 
 
 # ----------------------------------------------------------------------------------------------
@@ -98,17 +98,17 @@ class MainConfig:
 
 @dataclass
 class FileSource:
-    path: Optional[str] = None  # extxyz file read when source=file
-    energy_key: Optional[str] = "energy"  # info key of the total energy (eV)
-    forces_key: Optional[str] = "forces"  # arrays key of the forces (eV/A); null when absent
-    reference_method: Optional[str] = None  # what computed the file's labels (required)
+    path: str | None = None  # extxyz file read when source=file
+    energy_key: str | None = "energy"  # info key of the total energy (eV)
+    forces_key: str | None = "forces"  # arrays key of the forces (eV/A); null when absent
+    reference_method: str | None = None  # what computed the file's labels (required)
 
 
 @dataclass
 class DownloadSource:
-    url: Optional[str] = None  # public archive
-    sha256: Optional[str] = None  # its checksum
-    filename: Optional[str] = None  # name under raw_dir (default: from the URL)
+    url: str | None = None  # public archive
+    sha256: str | None = None  # its checksum
+    filename: str | None = None  # name under raw_dir (default: from the URL)
     note: str = ""  # where the archive comes from, or why there is none
 
 
@@ -116,11 +116,11 @@ class DownloadSource:
 class TrainingPool:
     """What run keys select from a dataset (experiments/runs.py)."""
 
-    pool: Optional[str] = None  # info[pool_key] of the training pool, e.g. train; null: every structure (file order)
+    pool: str | None = None  # info[pool_key] of the training pool, e.g. train; null: every structure (file order)
     pool_key: str = "subset"  # info key that pool is a value of
-    sets: Dict[str, Any] = field(default_factory=dict)  # named training sets: {name: {value of info[sets_key]: count}}
+    sets: dict[str, Any] = field(default_factory=dict)  # named training sets: {name: {value of info[sets_key]: count}}
     sets_key: str = "subset"  # info key whose values the named sets count
-    sets_order: List[str] = field(default_factory=list)  # values of sets_key, in the order their shuffles are drawn
+    sets_order: list[str] = field(default_factory=list)  # values of sets_key, in the order their shuffles are drawn
     sets_seed: int = 0  # numpy default_rng seed of those shuffles
 
 
@@ -132,7 +132,7 @@ class DatasetConfig:
     periodic: bool = MISSING  # structures carry a cell
     file: FileSource = field(default_factory=FileSource)
     download: DownloadSource = field(default_factory=DownloadSource)
-    generate: Dict[str, Any] = field(default_factory=dict)  # generator parameters (the dataset module's Params)
+    generate: dict[str, Any] = field(default_factory=dict)  # generator parameters (the dataset module's Params)
     training: TrainingPool = field(default_factory=TrainingPool)
 
 
@@ -169,7 +169,7 @@ class FeaturesNeed:
 class ModelsNeed:
     model: str = MISSING  # a model config
     dataset: str = MISSING  # the dataset it is trained on
-    runs: List[str] = MISSING  # run keys (README): the training sets and seeds, one trained model each
+    runs: list[str] = MISSING  # run keys (README): the training sets and seeds, one trained model each
 
 
 @dataclass
@@ -184,7 +184,7 @@ class TrajectoriesNeed:
     md: str = MISSING  # an MD protocol (config/md/)
     model: str = MISSING  # a network config
     dataset: str = MISSING  # the dataset the model was trained on (and whose first frame starts the MD)
-    runs: List[str] = MISSING  # one trajectory per run
+    runs: list[str] = MISSING  # one trajectory per run
 
 
 @dataclass
@@ -193,11 +193,11 @@ class ExperimentConfig:
 
     name: str = MISSING  # experiment id: results/<scale>/{tables,figures}/<name>.*
     figure: int = MISSING  # paper figure number: rules analyse_fig<N>, plot_fig<N>
-    datasets: List[str] = field(default_factory=list)  # datasets the analysis reads directly
-    features: List[FeaturesNeed] = field(default_factory=list)  # descriptor features it reads
-    models: List[ModelsNeed] = field(default_factory=list)  # trained models it reads
-    hessians: List[HessianNeed] = field(default_factory=list)  # Hessians (map-reduce over shards) it reads
-    trajectories: List[TrajectoriesNeed] = field(default_factory=list)  # MD trajectories it reads
+    datasets: list[str] = field(default_factory=list)  # datasets the analysis reads directly
+    features: list[FeaturesNeed] = field(default_factory=list)  # descriptor features it reads
+    models: list[ModelsNeed] = field(default_factory=list)  # trained models it reads
+    hessians: list[HessianNeed] = field(default_factory=list)  # Hessians (map-reduce over shards) it reads
+    trajectories: list[TrajectoriesNeed] = field(default_factory=list)  # MD trajectories it reads
 
 
 # ----------------------------------------------------------------------------------------------

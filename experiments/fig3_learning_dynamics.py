@@ -6,7 +6,6 @@ Settings only: the analysis and the figure come with the last-layer library.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List
 
 from omegaconf import MISSING
 
@@ -15,5 +14,5 @@ from .config import ExperimentConfig
 
 @dataclass
 class Settings(ExperimentConfig):
-    checkpoint_epochs: List[int] = field(default_factory=list)  # epochs whose last-layer LPRs are shown (panel a)
+    checkpoint_epochs: list[int] = field(default_factory=list)  # epochs whose last-layer LPRs are shown (panel a)
     n_test_molecules: int = MISSING  # molecules whose atom LPRs are shown

@@ -194,7 +194,7 @@ def analyse(cfg: DictConfig) -> dict[str, Table]:
     return {"table": Table(table, data["reference_method"])}
 
 
-def summary(table) -> "pd.DataFrame":  # noqa: F821
+def summary(table) -> pd.DataFrame:  # noqa: F821
     """Mean and spread over seeds of every strategy at every number of added structures."""
     return (table.groupby(["strategy", "n_added"])[["mean_pr", "rmse_total", "rmse_per_atom"]]
             .agg(["mean", "std", "min", "max"]))

@@ -38,7 +38,6 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List
 
 import numpy as np
 from omegaconf import MISSING, DictConfig
@@ -67,7 +66,7 @@ class Settings(ExperimentConfig):
     min_distance: float = MISSING  # A, no two atoms closer in an embedding
     lattice_constant: float = MISSING  # A, diamond carbon of the high-symmetry embedding
     embedding_seed: int = MISSING  # numpy SeedSequence of the buffer displacements, one child per embedding
-    n_added: List[int] = MISSING  # structures added per strategy (panel c)
+    n_added: list[int] = MISSING  # structures added per strategy (panel c)
 
 
 def check(cfg: DictConfig) -> None:

@@ -8,7 +8,6 @@ model and accumulate_hessian / merge_hessian jobs of its force rows.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List
 
 from omegaconf import MISSING
 
@@ -23,7 +22,7 @@ class Rdf:
 
 @dataclass
 class Steinhardt:
-    l: List[int] = field(default_factory=lambda: [4, 6])  # orders of the local Steinhardt parameters
+    l: list[int] = field(default_factory=lambda: [4, 6])  # orders of the local Steinhardt parameters
     r_max: float = 3.6  # A, neighbour cutoff
     kde_bandwidth: float = 0.004  # bandwidth of the q_l density estimate
 

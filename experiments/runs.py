@@ -25,8 +25,9 @@ training set does not depend on the order in which it was drawn.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -44,10 +45,10 @@ _RE = re.compile(
 @dataclass(frozen=True)
 class RunKey:
     key: str
-    size: Optional[int] = None  # n<N>
-    subset: Optional[int] = None  # -s<k>
-    name: Optional[str] = None  # a named training set
-    seed: Optional[int] = None  # -seed<S>
+    size: int | None = None  # n<N>
+    subset: int | None = None  # -s<k>
+    name: str | None = None  # a named training set
+    seed: int | None = None  # -seed<S>
 
     @property
     def selection(self) -> str:

@@ -27,10 +27,11 @@ import hashlib
 import json
 import os
 import shlex
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any
 
 from . import layout
 from .config import REPOSITORY, compose, experiment_module, names, to_plain
@@ -47,7 +48,7 @@ PLUMBING = ("experiments.config", "experiments._stage", "experiments.workflow", 
 # code digests
 
 
-def _module_file(name: str) -> Optional[Path]:
+def _module_file(name: str) -> Path | None:
     """The source file of a module of this project, or None (a third-party module, or a name in a package)."""
     parts = name.split(".")
     if parts[0] not in PACKAGES:
@@ -87,7 +88,7 @@ def _imports(path: Path, module: str) -> set[str]:
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def source_files(modules: tuple[str, ...]) -> tuple[Path, ...]:
     """Files of ``modules`` and of every project module they import, transitively."""
     todo, seen = list(modules), {}
@@ -113,7 +114,7 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
     return tree
 
 
-@lru_cache(maxsize=None)
+@cache
 def _file_digest(path: Path) -> str:
     if path.suffix == ".py":
         text = ast.dump(_strip_docstrings(ast.parse(path.read_text(), filename=str(path))))
@@ -136,7 +137,7 @@ def _digest(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _without(node: Optional[dict], *keys: str) -> Optional[dict]:
+def _without(node: dict | None, *keys: str) -> dict | None:
     return None if node is None else {k: v for k, v in node.items() if k not in keys}
 
 
@@ -168,7 +169,7 @@ class Experiment:
     name: str
     figure: int
     implemented: bool  # its module defines analyse() and plot()
-    model: Optional[str] = None  # the model config it selects (Figs 4, 5), whose overrides its stages get
+    model: str | None = None  # the model config it selects (Figs 4, 5), whose overrides its stages get
     inputs: dict[str, str] = field(default_factory=dict)  # key -> path
     outputs: dict[str, str] = field(default_factory=dict)  # analysis output name -> path
 
@@ -205,7 +206,7 @@ class Plan:
     cache_dir : folder of the cached plans (None: no cache).
     """
 
-    def __init__(self, config: dict, cache_dir: Optional[str | Path] = ".snakemake/rigidity-plan"):
+    def __init__(self, config: dict, cache_dir: str | Path | None = ".snakemake/rigidity-plan"):
         self.scale = str(config["scale"])
         self.results = f"{config['results']}/{self.scale}"
         self.overrides = {
@@ -275,7 +276,7 @@ class Plan:
         return self._memo[key]
 
     # -- composition ---------------------------------------------------------
-    def user_overrides(self, **groups: Optional[str]) -> list[str]:
+    def user_overrides(self, **groups: str | None) -> list[str]:
         """The user's overrides (config/workflow.yaml) of the configs a stage composes."""
         out = []
         for group, name in groups.items():
@@ -283,7 +284,7 @@ class Plan:
                 out += [str(o) for o in self.overrides[group].get(name, [])]
         return out
 
-    def compose(self, **groups: Optional[str]):
+    def compose(self, **groups: str | None):
         """The config a stage composes with ``group=name`` selections (cached in memory)."""
         key = tuple(sorted((g, n) for g, n in groups.items() if n is not None))
         if key not in self._cfg:
@@ -294,7 +295,7 @@ class Plan:
                 raise ValueError(f"composing {' '.join(args)}: {err}") from err
         return self._cfg[key]
 
-    def overrides_arg(self, **groups: Optional[str]) -> str:
+    def overrides_arg(self, **groups: str | None) -> str:
         """The user's overrides as shell words for a stage's command line."""
         return " ".join(shlex.quote(o) for o in self.user_overrides(**groups))
 

@@ -37,8 +37,9 @@ import json
 import os
 import secrets
 import zipfile
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Union
+from typing import Any, Union
 
 import numpy as np
 
@@ -125,7 +126,7 @@ class _Factor:
             acc = part if acc is None else acc + part
         return acc
 
-    def with_rows(self, U: Any) -> "_Factor":
+    def with_rows(self, U: Any) -> _Factor:
         """The factor of H + V^T V, given the whitened rows U = T V (k, d)."""
         Q, c = _stage(self.ops, U)
         return _Factor(self.ops, self.W, self.stages + [(Q, c)], self.rank + Q.shape[1], self._blocks, self._WT)
@@ -238,7 +239,7 @@ class Hessian:
         )
 
     # -- accumulation ---------------------------------------------------------
-    def add(self, G: Any, weights: Any = None) -> "Hessian":
+    def add(self, G: Any, weights: Any = None) -> Hessian:
         r"""Add rows: :math:`\mathbf H \mathrel{+}= \sum_i w_i \mathbf g_i \mathbf g_i^\top`.
 
         Parameters
@@ -276,7 +277,7 @@ class Hessian:
         self._factor = None
         return self
 
-    def copy(self) -> "Hessian":
+    def copy(self) -> Hessian:
         new = Hessian.__new__(Hessian)
         new.__dict__.update(self.__dict__)
         new.metadata = dict(self.metadata)
@@ -284,7 +285,7 @@ class Hessian:
             new._acc = self._ops.copy(self._acc)
         return new
 
-    def __add__(self, other: "Hessian") -> "Hessian":
+    def __add__(self, other: Hessian) -> Hessian:
         if not isinstance(other, Hessian):
             return NotImplemented
         if other._d != self._d:
@@ -309,7 +310,7 @@ class Hessian:
         new.metadata = {k: v for k, v in self.metadata.items() if k in other.metadata and other.metadata[k] == v}
         return new
 
-    def __radd__(self, other: Any) -> "Hessian":
+    def __radd__(self, other: Any) -> Hessian:
         if isinstance(other, int) and other == 0:  # sum([h1, h2, ...])
             return self.copy()
         return NotImplemented
@@ -369,7 +370,7 @@ class Hessian:
         return path
 
     @classmethod
-    def load(cls, path: PathLike, device: Any = None) -> "Hessian":
+    def load(cls, path: PathLike, device: Any = None) -> Hessian:
         """Read a Hessian written by :meth:`save` (numpy, or torch on ``device`` if given).
 
         The file is checked whole before anything is built: a missing file raises
@@ -386,7 +387,7 @@ class Hessian:
         return h
 
     @classmethod
-    def merged(cls, shards: Iterable[PathLike | "Hessian"], device: Any = None) -> "Hessian":
+    def merged(cls, shards: Iterable[PathLike | Hessian], device: Any = None) -> Hessian:
         """Sum of shard Hessians, given as files written by :meth:`save` (or as Hessians).
 
         The regularizer is counted once, as with ``+``. Shards must agree in
@@ -592,7 +593,7 @@ class Hessian:
             raise ValueError(f"{name} contains NaN or inf in rows {bad_rows(V)[:5].tolist()}")
         return V
 
-    def updated(self, G_new: Any, weights: Any = None) -> "Hessian":
+    def updated(self, G_new: Any, weights: Any = None) -> Hessian:
         r"""The Hessian after adding rows G_new (k, d) with optional weights; self is unchanged.
 
         When a factorisation of self exists and the accumulated rank of updates stays

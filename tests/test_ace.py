@@ -262,8 +262,11 @@ def test_laplacian_radial_basis_is_orthonormal_and_vanishes_at_the_cutoff():
     for l in (0, 1, 3):
         n = ace.max_n[l]
         assert n >= 2
-        gram = np.array([[quad(lambda r: ace.radial(np.array([r]))[l][0, i] * ace.radial(np.array([r]))[l][0, j] * r * r,
-                               0, rc, limit=200)[0] for j in range(n)] for i in range(n)])
+        def product(r, l=l, i=0, j=0):
+            R = ace.radial(np.array([r]))[l][0]
+            return R[i] * R[j] * r * r
+
+        gram = np.array([[quad(product, 0, rc, args=(l, i, j), limit=200)[0] for j in range(n)] for i in range(n)])
         np.testing.assert_allclose(gram, np.eye(n), atol=1e-8)
     # truncation by eigenvalue: every factor of every basis function has z_nl^2 within its block's budget
     from rigidity.descriptors.ace import spherical_bessel_zeros

@@ -4,10 +4,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import compose
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from conftest import compose
 from experiments.config import CONFIG_DIR, SCALES, names
 from experiments.config import compose as compose_in
 

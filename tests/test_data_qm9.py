@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 from ase import Atoms
-
 from conftest import compose
-from experiments.data import generator_params, dataset_config, run
+
+from experiments.data import dataset_config, generator_params, run
 from experiments.datasets import qm9
 from experiments.datasets.io import DatasetError, read_frames
 
@@ -52,7 +52,7 @@ AMMONIA = (
 def qm9_text(index: int, u0_hartree: float, symbols: str = "OHH") -> str:
     """A QM9-format molecule with a chosen index and U0 (Hartree); other values are placeholders."""
     props = [1.0] * 10 + [u0_hartree] + [u0_hartree + 0.003] * 3 + [6.0]
-    lines = [str(len(symbols)), "gdb %d\t" % index + "\t".join(repr(p) for p in props)]
+    lines = [str(len(symbols)), f"gdb {index}\t" + "\t".join(repr(p) for p in props)]
     for k, s in enumerate(symbols):
         lines.append(f"{s}\t{0.1 * index:.6f}\t{0.9 * k:.6f}\t0.0\t0.0")
     lines += ["1000.0\t2000.0\t3000.0", "O\tO", "InChI=1S/H2O/h1H2\tInChI=1S/H2O/h1H2"]

@@ -5,7 +5,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the finite differences of these tests run through torch autograd")
 
-from rigidity import VOIGT, force_rows, loss_rows, stress_rows, structure_features
+from rigidity import VOIGT, force_rows, loss_rows, stress_rows, structure_features  # noqa: E402
 
 R_CUT = 3.0
 CENTRES = torch.linspace(0.8, 2.8, 5, dtype=torch.float64)

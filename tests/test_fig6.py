@@ -4,8 +4,8 @@ paper's claims at quick scale."""
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import Runner, compose
+
 from experiments import fig6_body_order as fig6
 from experiments._results import load_model
 from experiments.datasets.io import read_frames
@@ -33,7 +33,7 @@ def test_smoke_table_is_complete_and_consistent(smoke):
     cpr = t[t["quantity"] == "cpr_median"]
     assert len(cpr) == 2 * 4 * 4  # flavours x training sets x blocks
     assert (cpr["value"] > 0).all()
-    for (flavour, k), g in t.groupby(["flavour", "training_set"]):
+    for _, g in t.groupby(["flavour", "training_set"]):
         curve = g[(g["quantity"] == "dimer_curve_component") & (g["block"] == "nu=1")]
         assert len(curve) == 9  # smoke dimer curve
         rmse = np.sqrt(np.mean((curve["value"] - curve["reference"]) ** 2))

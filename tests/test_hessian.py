@@ -10,8 +10,9 @@ except ImportError:  # the torch extra is absent: the numpy tests still run
 
 needs_torch = pytest.mark.skipif(torch is None, reason="torch is not installed (the torch extra)")
 
-from conftest import quad_inv, random_training
-from rigidity import Hessian
+from conftest import quad_inv, random_training  # noqa: E402
+
+from rigidity import Hessian  # noqa: E402
 
 
 def test_variance_matches_an_independent_solve(rng):

@@ -7,8 +7,8 @@ import zipfile
 
 import numpy as np
 import pytest
-
 from conftest import random_training
+
 from rigidity import Hessian
 from rigidity.hessian import FILE_VERSION
 

@@ -12,7 +12,6 @@ import shutil
 import subprocess
 
 import pytest
-
 from test_workflow import ROOT, SNAKEMAKE, TREE
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]

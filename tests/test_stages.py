@@ -6,8 +6,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from ase import Atoms
-
 from conftest import compose
+
 from experiments import hessian, workflow
 from experiments.runs import RUN_PATTERN, parse_run, select
 

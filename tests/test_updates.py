@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-
 from conftest import quad_inv, random_training
+
 from rigidity import Hessian, select_greedy
 
 

@@ -136,6 +136,7 @@ def test_a_bad_experiment_value_fails_the_dry_run(tmp_path):
 
 def test_stage_entry_points_name_what_is_missing():
     from conftest import compose
+
     from experiments import analyse, plot
 
     with pytest.raises(NotImplementedError, match="fig1_uncertainty_vs_error.py has no analyse"):
@@ -148,6 +149,7 @@ def test_stage_entry_points_name_what_is_missing():
 
 def test_a_network_without_training_says_so(tmp_path):
     from conftest import compose
+
     from experiments import train
     from experiments.data import run as make_dataset
     from experiments.datasets.io import write_frames

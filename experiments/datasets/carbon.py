@@ -66,7 +66,6 @@ import io as _io
 import random
 import tarfile
 from pathlib import Path
-from typing import Optional
 
 import ase.io
 import numpy as np
@@ -133,17 +132,17 @@ class Params:
     reference: str = "gfn1-xtb"  # gfn1-xtb (periodic tblite, default) | tersoff | gfn2-xtb
     electronic_temperature: float = 1160.0  # xTB Fermi smearing (K); 1160 K = 0.1 eV, GAP-17's smearing width
     # --- download ---
-    keep_config_types: Optional[list[str]] = dataclasses.field(
+    keep_config_types: list[str] | None = dataclasses.field(
         default_factory=lambda: ["bulk_amo", "surf_amo"]
     )  # GAP-17 config_type values kept from the archive; null keeps all (Fig 5 uses the whole set)
-    archive_members: Optional[list[str]] = None  # extxyz names read from a tar archive, in order; null: every .xyz
+    archive_members: list[str] | None = None  # extxyz names read from a tar archive, in order; null: every .xyz
     # --- splits (prepare) ---
     split_seed: int = 20240403  # Python random.seed of the paper's shuffle
     train_density: float = 3.0  # train: bulk with density above this (g/cm3)
     low_density: float = 2.0  # low-density pool: bulk with density below this (g/cm3)
-    max_train: Optional[int] = None  # cap on the training set (null: every dense bulk structure, 800 in the paper)
-    max_candidates: Optional[int] = 1000  # candidates: the first this many shuffled bulk rho <= train_density
-    max_targets: Optional[int] = 50  # targets: the first this many shuffled surfaces
+    max_train: int | None = None  # cap on the training set (null: every dense bulk structure, 800 in the paper)
+    max_candidates: int | None = 1000  # candidates: the first this many shuffled bulk rho <= train_density
+    max_targets: int | None = 50  # targets: the first this many shuffled surfaces
     amu_g: float = AMU_G_PAPER  # grams per atomic mass unit in density = mass / volume (g)
 
 
@@ -428,7 +427,7 @@ def _read_extxyz_text(text: str, where: str) -> list[Atoms]:
     return [frames] if isinstance(frames, Atoms) else list(frames)
 
 
-def _read_archive(path: Path, members: Optional[list[str]]) -> list[Atoms]:
+def _read_archive(path: Path, members: list[str] | None) -> list[Atoms]:
     """Frames of the extended XYZ files in a tar archive (``members`` by base name, in that order)."""
     with tarfile.open(path) as tar:
         files = [m for m in tar.getmembers() if m.isfile()]

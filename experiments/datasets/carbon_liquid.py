@@ -33,9 +33,8 @@ import numpy as np
 from ase import Atoms
 
 from . import references
-from .carbon import AMU_G_PAPER, cube_length, density_of, random_positions
+from .carbon import AMU_G_PAPER, cube_length, density_of, melt_quench, random_positions
 from .carbon import Params as _CarbonParams
-from .carbon import melt_quench
 from .io import DatasetError
 
 __all__ = ["Params", "generate", "prepare"]

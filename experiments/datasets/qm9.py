@@ -40,8 +40,8 @@ import logging
 import random
 import re
 import tarfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
 
 import numpy as np
 from ase import Atoms
@@ -98,14 +98,14 @@ class Params:
     test: list[int] = dataclasses.field(
         default_factory=lambda: [11000, 12000]
     )  # [start, stop) of the test molecules in the shuffled list (positions)
-    split_seed: Optional[int] = 20240412  # Python random.seed of the shuffle (paper: 20240412); null: the run's seed
+    split_seed: int | None = 20240412  # Python random.seed of the shuffle (paper: 20240412); null: the run's seed
     # --- download: the second file, the list of molecules to drop ---
-    uncharacterized_url: Optional[str] = "https://ndownloader.figshare.com/files/3195404"  # QM9 uncharacterized.txt
-    uncharacterized_sha256: Optional[str] = (
+    uncharacterized_url: str | None = "https://ndownloader.figshare.com/files/3195404"  # QM9 uncharacterized.txt
+    uncharacterized_sha256: str | None = (
         "3aa5115d540b356de94791d4a74c3bf1ed91c469ecf52a4f5d7cc0506fe02e24"
     )  # its SHA-256
     uncharacterized_filename: str = "uncharacterized.txt"  # name beside the archive in raw_dir
-    uncharacterized_count: Optional[int] = 3054  # molecules the list must hold (null: no check)
+    uncharacterized_count: int | None = 3054  # molecules the list must hold (null: no check)
 
 
 # ----------------------------------------------------------------------------- checks
@@ -353,7 +353,7 @@ def prepare(frames: list[Atoms], params: Params, seed: int) -> list[Atoms]:
 # ----------------------------------------------------------------------------- subsets for later stages
 
 
-def subset(frames: list[Atoms], name: str, n: Optional[int] = None) -> list[Atoms]:
+def subset(frames: list[Atoms], name: str, n: int | None = None) -> list[Atoms]:
     """Molecules of one split, in shuffled order; ``n``: the first n of them (the nested training subsets).
 
     Parameters

@@ -17,7 +17,8 @@ angle(H-O-H) = 107.2 degrees.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from ase import Atoms

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import List
 
 import numpy as np
 from omegaconf import MISSING
@@ -30,7 +29,7 @@ from .ridge import ridge
 class Descriptor:
     cutoff: float = MISSING  # A, radial cutoff (paper: 5.5)
     correlation_order: int = MISSING  # highest body order nu (paper: 4); total_degree has one entry per nu
-    total_degree: List[float] = MISSING  # maximal total degree per nu = 1..4; degree of (n, l) is n + angular_weight * l
+    total_degree: list[float] = MISSING  # maximal total degree per nu = 1..4; degree of (n, l) is n + angular_weight * l
     angular_weight: float = 1.5  # weight of l in the degree
     radial_inner: float = 0.0  # A, distance mapped to x = -1 by the Chebyshev radial basis
     purified: bool = False  # true: sums over distinct neighbour tuples only (purified ACE)

@@ -25,8 +25,8 @@ divided by their atom count (``rigidity.reduce: mean``) or summed.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence
 
 import numpy as np
 from omegaconf import MISSING
@@ -42,7 +42,7 @@ REDUCTIONS = ("mean", "sum")
 class Descriptor:
     species: str = "C"  # the one element of the structures (the descriptor is species-blind)
     cutoff: float = MISSING  # A, radial cutoff
-    E_max: List[float] = MISSING  # Laplacian eigenvalue cut-off z_nl^2 per body order nu = 0, 1, ... (dimensionless)
+    E_max: list[float] = MISSING  # Laplacian eigenvalue cut-off z_nl^2 per body order nu = 0, 1, ... (dimensionless)
     radial_basis: str = "laplacian"  # laplacian: j_l(z_nl r / r_c), the only one implemented
 
 
@@ -64,8 +64,8 @@ class Rigidity:
 @dataclass
 class Config(ModelConfig):
     descriptor: Descriptor = field(default_factory=Descriptor)
-    fit: Optional[Fit] = None  # how the model is fitted (Fig 4's refits); null where no figure fits it
-    rigidity: Optional[Rigidity] = None  # the rows of a Hessian built from the features (Fig 5)
+    fit: Fit | None = None  # how the model is fitted (Fig 4's refits); null where no figure fits it
+    rigidity: Rigidity | None = None  # the rows of a Hessian built from the features (Fig 5)
 
 
 def total_degrees(E_max: Sequence[float]) -> list[float]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from omegaconf import MISSING
 
@@ -23,8 +23,8 @@ class Config(NetworkConfig):
     hidden_irreps: str = MISSING  # node features, e.g. 128x0e+128x1o
     correlation: int = 3  # body order of the symmetric contraction minus one
     max_ell: int = 3  # largest spherical harmonic
-    activation: Optional[str] = None  # non-linearity of the gates and readout (null: mace-torch's default)
+    activation: str | None = None  # non-linearity of the gates and readout (null: mace-torch's default)
     loss: str = "energy_forces"  # energy_forces | forces (force matching, no energy target)
     E0: Any = None  # eV per atom: a number, "isolated_atom_energy" (the dataset's info key), or null (none)
-    last_layer_features: Optional[int] = None  # expected number of last-layer features (a check), e.g. 144
+    last_layer_features: int | None = None  # expected number of last-layer features (a check), e.g. 144
     optimizer: Optimizer = field(default_factory=Optimizer)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List
 
 from ._network import NetworkConfig
 
@@ -25,7 +24,7 @@ class Optimizer:
 @dataclass
 class Config(NetworkConfig):
     soap: Soap = field(default_factory=Soap)
-    hidden_layers: List[int] = field(default_factory=lambda: [64, 64])  # neurons per hidden layer
+    hidden_layers: list[int] = field(default_factory=lambda: [64, 64])  # neurons per hidden layer
     target: str = "energy_per_atom"  # regression target: energy per atom (the paper's per-atom energy target)
     dtype: str = "float64"  # training precision
     optimizer: Optimizer = field(default_factory=Optimizer)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import List
 
 import numpy as np
 from omegaconf import MISSING
@@ -53,7 +52,7 @@ class Lode:
 
 @dataclass
 class Descriptor:
-    species: List[int] = MISSING  # atomic numbers of the feature layout; any other element is an error
+    species: list[int] = MISSING  # atomic numbers of the feature layout; any other element is an error
     variant: str = MISSING  # non_orthogonal | range_separated: the LR block
     soap: Soap = field(default_factory=Soap)
     lode: Lode = field(default_factory=Lode)

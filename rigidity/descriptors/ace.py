@@ -46,10 +46,10 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from functools import lru_cache
-from typing import Sequence
+from functools import cache
 
 import numpy as np
 
@@ -60,7 +60,7 @@ __all__ = ["ACE", "BasisFunction", "real_spherical_harmonics", "real_clebsch_gor
 # spherical harmonics and Clebsch-Gordan coefficients in the real basis
 
 
-@lru_cache(maxsize=None)
+@cache
 def _complex_to_real(l: int) -> np.ndarray:
     """Unitary U with Y^real_m = sum_mu U[m, mu] Y^complex_mu (rows m = -l..l, Condon-Shortley phase)."""
     U = np.zeros((2 * l + 1, 2 * l + 1), dtype=complex)
@@ -126,7 +126,7 @@ def _complex_cg(j1: int, m1: int, j2: int, m2: int, J: int, M: int) -> float:
     return float(total) * math.sqrt(pre) if total else 0.0
 
 
-@lru_cache(maxsize=None)
+@cache
 def real_clebsch_gordan(l1: int, l2: int, L: int) -> np.ndarray:
     """Real-basis coupling tensor C[a, b, c] with [x (x) y]_c = sum_ab C[a, b, c] x_a y_b equivariant.
 
@@ -183,7 +183,7 @@ def _coupling_tensor(ls: tuple[int, ...], L: int | None) -> np.ndarray:
     return np.einsum("abM,cdM->abcd", real_clebsch_gordan(ls[0], ls[1], L), real_clebsch_gordan(ls[2], ls[3], L))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _independent_couplings(ls: tuple[int, ...], pattern: tuple[int, ...]) -> tuple:
     """Couplings of a tuple that stay linearly independent after symmetrisation.
 
@@ -216,7 +216,7 @@ def _independent_couplings(ls: tuple[int, ...], pattern: tuple[int, ...]) -> tup
     return tuple(sorted(candidates[i] for i in piv[:rank]))
 
 
-@lru_cache(maxsize=None)
+@cache
 def spherical_bessel_zeros(l: int, count: int) -> np.ndarray:
     """The first ``count`` positive zeros z_1 < z_2 < ... of the spherical Bessel function j_l."""
     from scipy.optimize import brentq
@@ -251,7 +251,7 @@ class _Degree:
 
     def others(self, k: int, l: int) -> float:
         """Least total degree of k more factors whose l add up to at least l (inf if k = 0 and l > 0)."""
-        @lru_cache(maxsize=None)
+        @cache
         def f(k: int, need: int) -> float:
             if need <= 0:
                 return k * self(1, 0)
