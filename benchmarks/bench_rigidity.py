@@ -177,18 +177,26 @@ def main() -> None:
     print(f"  time                          {lpr['lpr_s']:.2f} s")
     print(f"  environments per second       {lpr['environments_per_s']:,.0f}")
     print(f"  GFLOP/s (2 N d^2 bound)       {lpr['gflops_vs_bound']:.1f}")
-    print(f"  plain GEMM, same shapes       {lpr['gemm_s']:.2f} s ({lpr['gemm_gflops']:.1f} GFLOP/s); LPR / GEMM = {lpr['lpr_over_gemm']:.2f}")
-    print(f"  inverse + einsum              {lpr['inverse_einsum_s']:.2f} s; {lpr['inverse_einsum_over_lpr']:.2f}x the LPR time")
-    print(f"  per-environment solve         {lpr['per_env_solve_s_extrapolated']:.0f} s (extrapolated); {lpr['per_env_solve_over_lpr']:.0f}x the LPR time")
+    print(f"  plain GEMM, same shapes       {lpr['gemm_s']:.2f} s ({lpr['gemm_gflops']:.1f} GFLOP/s); "
+          f"LPR / GEMM = {lpr['lpr_over_gemm']:.2f}")
+    print(f"  inverse + einsum              {lpr['inverse_einsum_s']:.2f} s; "
+          f"{lpr['inverse_einsum_over_lpr']:.2f}x the LPR time")
+    print(f"  per-environment solve         {lpr['per_env_solve_s_extrapolated']:.0f} s (extrapolated); "
+          f"{lpr['per_env_solve_over_lpr']:.0f}x the LPR time")
     peak = lpr["peak_above_input_GiB"]
-    print(f"  input                         {lpr['input_GiB']:.2f} GiB; peak above input {'not measurable' if peak is None else f'{peak:.3f} GiB'}")
+    print(f"  input                         {lpr['input_GiB']:.2f} GiB; "
+          f"peak above input {'not measurable' if peak is None else f'{peak:.3f} GiB'}")
     print(f"  max rel. diff. vs inverse     {lpr['max_rel_diff_vs_inverse']:.1e} (first 2000 environments)")
     print(f"Accuracy, cond(H) = {acc['cond']:.1e}, relative error against 40-digit mpmath")
-    print(f"  stiff g:  Cholesky {acc['stiff_max_rel_err_cholesky']:.1e}   explicit inverse {acc['stiff_max_rel_err_inverse']:.1e}")
-    print(f"  random g: Cholesky {acc['random_max_rel_err_cholesky']:.1e}   explicit inverse {acc['random_max_rel_err_inverse']:.1e}")
-    print(f"Greedy selection, pool {greedy['pool']}, {greedy['targets']} targets, d = {greedy['d']}, {greedy['picks']} picks")
+    print(f"  stiff g:  Cholesky {acc['stiff_max_rel_err_cholesky']:.1e}   "
+          f"explicit inverse {acc['stiff_max_rel_err_inverse']:.1e}")
+    print(f"  random g: Cholesky {acc['random_max_rel_err_cholesky']:.1e}   "
+          f"explicit inverse {acc['random_max_rel_err_inverse']:.1e}")
+    print(f"Greedy selection, pool {greedy['pool']}, {greedy['targets']} targets, "
+          f"d = {greedy['d']}, {greedy['picks']} picks")
     print(f"  time                          {greedy['greedy_s']:.2f} s")
-    print(f"  re-inversion per candidate    {greedy['reinversion_s_extrapolated']:.0f} s (extrapolated); {greedy['reinversion_over_greedy']:.0f}x the greedy time")
+    print(f"  re-inversion per candidate    {greedy['reinversion_s_extrapolated']:.0f} s (extrapolated); "
+          f"{greedy['reinversion_over_greedy']:.0f}x the greedy time")
     print(f"  first-pick scores vs baseline max rel. diff. {greedy['max_rel_diff_first_pick_scores']:.1e}")
 
 

@@ -99,7 +99,8 @@ def load_arrays(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
     except Exception as err:  # zipfile.BadZipFile, EOFError, CRC errors of a truncated file
-        raise ValueError(f"{path}: not a complete npz file ({type(err).__name__}: {err}); rerun the rule that writes it") from None
+        raise ValueError(f"{path}: not a complete npz file ({type(err).__name__}: {err}); "
+                         f"rerun the rule that writes it") from None
     meta = json.loads(str(arrays.pop("meta"))) if "meta" in arrays else {}
     return arrays, meta
 
@@ -189,8 +190,12 @@ def save_model(model: TrainedModel, path: str | os.PathLike) -> Path:
     return save_arrays(path, meta=model.meta, **model.arrays)
 
 
-def load_model(path: str | os.PathLike) -> TrainedModel:
+def load_model(path: str | os.PathLike, fingerprint: str | None = None) -> TrainedModel:
+    """A model written by :func:`save_model`; with ``fingerprint``, checked to be fitted on those structures."""
     arrays, meta = load_arrays(path)
+    if fingerprint is not None and meta.get("fingerprint") != fingerprint:
+        raise ValueError(f"{path} was fitted on other structures than those given (fingerprint "
+                         f"{meta.get('fingerprint')} != {fingerprint}): rerun fit_model")
     return TrainedModel(arrays, meta)
 
 

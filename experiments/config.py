@@ -221,7 +221,8 @@ def experiment_module(name: str):
     """experiments/<name>.py, the module of config/experiment/<name>.yaml."""
     path = REPOSITORY / "experiments" / f"{name}.py"
     if not path.is_file():
-        raise ValueError(f"experiment {name!r}: config/experiment/{name}.yaml has no module {path.relative_to(REPOSITORY)}")
+        raise ValueError(f"experiment {name!r}: config/experiment/{name}.yaml has no module "
+                         f"{path.relative_to(REPOSITORY)}")
     return importlib.import_module(f"experiments.{name}")
 
 
@@ -265,7 +266,8 @@ def compose(overrides: list[str] | tuple[str, ...] = (), config_dir: str | Path 
     register()
     config_dir = str(config_dir or CONFIG_DIR)
     hydra = GlobalHydra.instance()
-    if not (hydra.is_initialized() and _INITIALISED and _INITIALISED[0] is hydra.hydra and _INITIALISED[1] == config_dir):
+    if not (hydra.is_initialized() and _INITIALISED and _INITIALISED[0] is hydra.hydra
+            and _INITIALISED[1] == config_dir):
         if hydra.is_initialized():
             hydra.clear()
         initialize_config_dir(config_dir=config_dir, version_base="1.3")  # initialises on construction

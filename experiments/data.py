@@ -48,7 +48,8 @@ def generator_params(ds: DatasetConfig, params_cls: type) -> Any:
     try:
         merged = OmegaConf.merge(OmegaConf.structured(params_cls), ds.generate)
     except Exception as err:  # an unknown key or a wrong type, named with its full key
-        raise ValueError(f"dataset {ds.name}: dataset.generate does not fit {params_cls.__module__}.Params: {err}") from None
+        raise ValueError(f"dataset {ds.name}: dataset.generate does not fit "
+                         f"{params_cls.__module__}.Params: {err}") from None
     return OmegaConf.to_object(merged)
 
 

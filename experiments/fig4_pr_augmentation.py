@@ -62,7 +62,8 @@ class Settings(ExperimentConfig):
     n_picks: int = MISSING  # structures added, one at a time
     n_random_seeds: int = MISSING  # seeds of each random baseline
     random_seed: int = MISSING  # seeds the random orders (numpy SeedSequence [random_seed, strategy, seed])
-    pr_regularizer: float = MISSING  # added to F^T F of the summed features for the PR (paper), not the model's regulariser
+    # added to F^T F of the summed features for the PR (paper), not the model's regulariser
+    pr_regularizer: float = MISSING
 
 
 def check(cfg: DictConfig) -> None:
@@ -89,16 +90,19 @@ def roles(frames, validation_fraction: float, seed: int) -> dict[str, np.ndarray
     out = {"candidates": np.flatnonzero(split == "candidate"), "targets": np.flatnonzero(split == "target"),
            "low_density": np.flatnonzero(low & (subset == "bulk") & (split != "train"))}
     if len(train) < 2:
-        raise ValueError(f"the carbon dataset has {len(train)} 'train' structures: a fit and its validation need at least 2")
+        raise ValueError(f"the carbon dataset has {len(train)} 'train' structures: "
+                         f"a fit and its validation need at least 2")
     for name, idx in out.items():
         if len(idx) == 0:
-            raise ValueError(f"the carbon dataset has no {name} (splits: {sorted(set(split))}); see config/dataset/carbon.yaml")
+            raise ValueError(f"the carbon dataset has no {name} "
+                             f"(splits: {sorted(set(split))}); see config/dataset/carbon.yaml")
     # hold out whole MD runs where the structures record them: snapshots of one run are correlated, and a
     # validation set sharing runs with the fit would favour the smallest regulariser
     group = np.array([a.info.get("run", -1 - i) for i, a in enumerate(frames)])[train]
     groups = np.unique(group)
     if len(groups) < 2:
-        raise ValueError(f"the {len(train)} 'train' structures come from {len(groups)} MD run: a validation set needs 2")
+        raise ValueError(f"the {len(train)} 'train' structures come from {len(groups)} MD run: "
+                         f"a validation set needs 2")
     n_val = min(len(groups) - 1, max(1, int(round(validation_fraction * len(groups)))))
     held = np.random.default_rng(seed).permutation(groups)[:n_val]
     is_val = np.isin(group, held)
@@ -135,7 +139,8 @@ def inputs(cfg: DictConfig, s: Settings) -> dict:
     frames = read_frames(input_path(cfg, data_key(need.dataset)))
     fs = load_features(input_path(cfg, features_key(need.model, need.dataset, need.kind)), frames)
     if fs.meta["model_config"]["descriptor"] != to_plain(cfg.model.descriptor):
-        raise ValueError(f"the features of {need.model} were computed with descriptor {fs.meta['model_config']['descriptor']}, "
+        raise ValueError(f"the features of {need.model} were computed with descriptor "
+                         f"{fs.meta['model_config']['descriptor']}, "
                          f"the composed model has {to_plain(cfg.model.descriptor)}: rerun compute_features")
     model = typed(cfg.model)
     r = roles(frames, model.fit.validation_fraction, model.fit.validation_seed)

@@ -77,7 +77,8 @@ def check(cfg: DictConfig) -> None:
         raise ValueError(f"experiment.n_added must be increasing positive integers, got {n_added}")
     if not s.environment_radius >= model.descriptor.cutoff:
         raise ValueError(f"experiment.environment_radius = {s.environment_radius} A is below the model cutoff "
-                         f"{model.descriptor.cutoff} A: the constructions would not keep the target's model environment")
+                         f"{model.descriptor.cutoff} A: "
+                         f"the constructions would not keep the target's model environment")
     if len(s.features) != 1 or s.features[0].kind != "atoms" or len(s.hessians) != 1:
         raise ValueError("experiment.features must name the frame's per-atom features and experiment.hessians the "
                          f"one covariance, got {s.features} and {s.hessians}")
@@ -231,7 +232,8 @@ def _draw_structures(axes, path: Path, radius: float) -> None:
         colours[0 if title != shown[0][0] else int(np.argmin(d[d < 2 * radius]))] = "#ffd400"
         if title == "HS embedding":
             hs_env = np.zeros(len(atoms), bool)
-            hs_env[int(atoms.info["n_environment"]): int(atoms.info["n_environment"]) + int(atoms.info["n_hs_environment"])] = True
+            hs_env[int(atoms.info["n_environment"]):
+                   int(atoms.info["n_environment"]) + int(atoms.info["n_hs_environment"])] = True
             colours = [("#d63b3b" if h else c) for h, c in zip(hs_env, colours)]
         plot_atoms(atoms, ax, colors=colours, radii=0.35, rotation="10x,20y,0z", show_unit_cell=2)
         ax.set_title(f"{title}\n{len(atoms)} atoms", fontsize=8)

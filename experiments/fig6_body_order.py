@@ -52,7 +52,8 @@ STATISTICS = ("mean", "median")
 
 @dataclass
 class Plot:
-    cpr_statistic: str = "median"  # mean | median of the test pentamers' CPRs on the figure (the table has both; paper: mean)
+    # mean | median of the test pentamers' CPRs on the figure (the table has both; paper: mean)
+    cpr_statistic: str = "median"
 
 
 @dataclass
@@ -64,7 +65,8 @@ def check(cfg: DictConfig) -> None:
     """Values the schema cannot check."""
     s = typed(cfg.experiment)
     if s.plot.cpr_statistic not in STATISTICS:
-        raise ValueError(f"experiment.plot.cpr_statistic must be one of {list(STATISTICS)}, got {s.plot.cpr_statistic!r}")
+        raise ValueError(f"experiment.plot.cpr_statistic must be one of {list(STATISTICS)}, "
+                         f"got {s.plot.cpr_statistic!r}")
     if len(s.datasets) != 1 or not s.models or any(m.dataset != s.datasets[0] for m in s.models):
         raise ValueError(f"experiment.models must be ACE models trained on the one dataset of experiment.datasets, "
                          f"got datasets {s.datasets} and models {[(m.model, m.dataset) for m in s.models]}")
@@ -83,10 +85,7 @@ def load_runs(cfg: DictConfig, s: Settings, frames) -> list[dict]:
         fs = load_features(input_path(cfg, features_key(need.model, need.dataset)), frames)
         runs = []
         for run in need.runs:
-            path = input_path(cfg, model_key(need.model, need.dataset, run))
-            trained = load_model(path)
-            if trained.meta.get("fingerprint") != fingerprint:
-                raise ValueError(f"{path} was fitted on other structures than {need.dataset}'s: rerun fit_model")
+            trained = load_model(input_path(cfg, model_key(need.model, need.dataset, run)), fingerprint)
             runs.append(dict(run=run, label=trained.meta.get("label", run), rows=trained.arrays["rows"],
                              w=trained.arrays["w"], b=float(trained.arrays["b"]),
                              alpha=float(trained.meta["ridge_alpha"])))
@@ -148,7 +147,8 @@ def analyse(cfg: DictConfig) -> dict[str, Table]:
                 zero = ~np.any(X_test[:, blocks[name]] != 0, axis=1)
                 finite = values[~zero]
                 add(**common, quantity="cpr_mean", block=name, value=float(np.mean(finite)) if finite.size else np.inf)
-                add(**common, quantity="cpr_median", block=name, value=float(np.median(finite)) if finite.size else np.inf)
+                add(**common, quantity="cpr_median", block=name,
+                    value=float(np.median(finite)) if finite.size else np.inf)
                 add(**common, quantity="cpr_zero_block_count", block=name, value=float(zero.sum()))
             pr = h.pr(X_test)
             add(**common, quantity="pr_mean", block="all", value=float(np.mean(pr)))
@@ -201,7 +201,8 @@ def plot(cfg: DictConfig):
     sets = sorted(t["training_set"].unique())
     labels = dict(zip(t["training_set"], t["training_label"]))
     colours = plt.cm.viridis(np.linspace(0.05, 0.85, len(sets)))
-    fig, axes = plt.subplots(len(flavours), 3, figsize=(13, 3.6 * len(flavours)), squeeze=False, constrained_layout=True)
+    fig, axes = plt.subplots(len(flavours), 3, figsize=(13, 3.6 * len(flavours)), squeeze=False,
+                             constrained_layout=True)
     for row, flavour in enumerate(flavours):
         f = t[t["flavour"] == flavour]
         ax = axes[row, 0]

@@ -53,7 +53,8 @@ STATISTICS = ("mean", "median", "geometric_mean")
 
 @dataclass
 class Plot:
-    cpr_statistic: str = "mean"  # mean | median | geometric_mean of the CPRs on all dimers (paper: mean; the table has all)
+    # mean | median | geometric_mean of the CPRs on all dimers (paper: mean; the table has all)
+    cpr_statistic: str = "mean"
 
 
 @dataclass
@@ -66,10 +67,12 @@ def check(cfg: DictConfig) -> None:
     """Values the schema cannot check."""
     s = typed(cfg.experiment)
     if s.plot.cpr_statistic not in STATISTICS:
-        raise ValueError(f"experiment.plot.cpr_statistic must be one of {list(STATISTICS)}, got {s.plot.cpr_statistic!r}")
+        raise ValueError(f"experiment.plot.cpr_statistic must be one of {list(STATISTICS)}, "
+                         f"got {s.plot.cpr_statistic!r}")
     dimers = {m.dataset for m in s.models}
     if len(dimers) != 1 or s.monomers in dimers or set(s.datasets) != dimers | {s.monomers}:
-        raise ValueError(f"experiment.models must be trained on one dataset (the dimers) and experiment.datasets must be "
+        raise ValueError(f"experiment.models must be trained on one dataset (the dimers) "
+                         f"and experiment.datasets must be "
                          f"it and experiment.monomers; got models on {sorted(dimers)}, datasets {s.datasets}, "
                          f"monomers {s.monomers!r}")
 
@@ -100,10 +103,7 @@ def load_runs(cfg: DictConfig, s: Settings, dimers, monomers) -> list[dict]:
             raise ValueError(f"model {need.model}: features of variants {variant!r} and {fm.meta['variant']!r}")
         runs = []
         for run in need.runs:
-            path = input_path(cfg, model_key(need.model, need.dataset, run))
-            trained = load_model(path)
-            if trained.meta.get("fingerprint") != fingerprint:
-                raise ValueError(f"{path} was fitted on other structures than {need.dataset}'s: rerun fit_model")
+            trained = load_model(input_path(cfg, model_key(need.model, need.dataset, run)), fingerprint)
             runs.append(dict(run=run, rows=trained.arrays["rows"], w=trained.arrays["w"], e=trained.arrays["e"],
                              species=trained.arrays["species"], alpha=float(trained.meta["ridge_alpha"])))
         out.append(dict(model=need.model, variant=variant, X=fd.X, Xm=fm.X, blocks=fd.slices, runs=runs))

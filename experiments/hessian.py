@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 
 def feature_set(model_config: dict, dataset: str, rows: str, fingerprint: str) -> str:
-    """What every shard of one Hessian shares: a digest of the model config, the dataset, the rows and the structures."""
+    """What every shard of one Hessian shares: a digest of the model config, the dataset, the rows and
+    the structures."""
     blob = json.dumps({"model": model_config, "dataset": dataset, "rows": rows, "fingerprint": fingerprint},
                       sort_keys=True)
     return f"{model_config.get('name')}/{dataset}/{rows}@{hashlib.sha256(blob.encode()).hexdigest()[:16]}"

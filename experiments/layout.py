@@ -64,5 +64,6 @@ def shard_path(key: str, shard: int, n_shards: int) -> str:
 
 
 def input_name(key: str) -> str:
-    """A unit key as a Python identifier (a Snakemake input name): models/ace/si_nmers/set1 -> models__ace__si_nmers__set1."""
+    """A unit key as a Python identifier (a Snakemake input name):
+    models/ace/si_nmers/set1 -> models__ace__si_nmers__set1."""
     return key.replace("/", "__").replace("-", "_")

@@ -27,7 +27,8 @@ def as_rows(G: Any, n_features: int, name: str) -> Any:
         try:
             G = np.asarray(G, dtype=np.float64)
         except (TypeError, ValueError) as err:
-            raise ValueError(f"{name} must be a numeric array of shape (n, {n_features}), got {type(G).__name__}: {err}") from None
+            raise ValueError(f"{name} must be a numeric array of shape (n, {n_features}), "
+                             f"got {type(G).__name__}: {err}") from None
     if G.ndim == 1:
         G = G.reshape(1, -1)
     if G.ndim != 2 or G.shape[1] != n_features:
@@ -86,10 +87,12 @@ def block_indices(block: Any, n_features: int, name: str) -> np.ndarray:
         idx = np.asarray(block)
         if idx.dtype == bool:
             if idx.shape != (n_features,):
-                raise ValueError(f"block {name!r}: boolean mask of shape {idx.shape} does not match {n_features} features")
+                raise ValueError(f"block {name!r}: boolean mask of shape {idx.shape} "
+                                 f"does not match {n_features} features")
             idx = np.flatnonzero(idx)
         elif idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
-            raise ValueError(f"block {name!r} must be a slice, a 1-D integer index array or a boolean mask, got {idx!r}")
+            raise ValueError(f"block {name!r} must be a slice, a 1-D integer index array "
+                             f"or a boolean mask, got {idx!r}")
         out = idx[(idx < -n_features) | (idx >= n_features)]
         if out.size:
             raise ValueError(f"block {name!r} holds indices {out[:5].tolist()} outside the {n_features} features")

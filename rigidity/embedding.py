@@ -71,7 +71,8 @@ def _check_index(atoms: Atoms, index: Any) -> int:
     if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
         raise ValueError(f"index must be an integer atom index, got {index!r}")
     if not -n <= index < n:
-        raise ValueError(f"index {int(index)} is out of range for a structure of {n} atoms: expected -{n} <= index < {n}")
+        raise ValueError(f"index {int(index)} is out of range for a structure of {n} atoms: "
+                         f"expected -{n} <= index < {n}")
     return int(index) % n
 
 
@@ -543,5 +544,6 @@ def high_symmetry_embedding(
     out.new_array("buffer", np.arange(len(out)) >= n_fixed)
 
     pure = unit.repeat(n)
-    pure.info.update(embedding="high_symmetry_pure", lattice_constant=a, element=symbol, supercell=n, cell_edge=float(edge))
+    pure.info.update(embedding="high_symmetry_pure", lattice_constant=a, element=symbol, supercell=n,
+                     cell_edge=float(edge))
     return out, pure

@@ -14,7 +14,8 @@ the rows entering the Gauss-Newton Hessian (paper, eq. 6) are
 
     \mathbf g_E = \sum_j \boldsymbol\phi_j, \qquad
     \mathbf g_{f_{k\alpha}} = -\sum_j \frac{\partial \boldsymbol\phi_j}{\partial r_{k\alpha}}, \qquad
-    \mathbf g_{s_{\alpha\beta}} = \frac{1}{V} \sum_j \frac{\partial \boldsymbol\phi_j}{\partial \varepsilon_{\alpha\beta}}.
+    \mathbf g_{s_{\alpha\beta}} = \frac{1}{V} \sum_j
+    \frac{\partial \boldsymbol\phi_j}{\partial \varepsilon_{\alpha\beta}}.
 
 For a last-layer model, :math:`\boldsymbol\phi_j` are the last-layer features and the
 derivatives are taken through the rest of the network. The stress follows ASE's
@@ -111,7 +112,8 @@ def _like(x: np.ndarray, template: Any) -> Any:
 
 
 def force_rows(position_gradients: Any, atom_index: Any, n_atoms: int | None = None) -> Any:
-    r"""Rows of force targets: :math:`\mathbf g_{f_{k\alpha}} = -\sum_j \partial\boldsymbol\phi_j / \partial r_{k\alpha}`.
+    r"""Rows of force targets:
+    :math:`\mathbf g_{f_{k\alpha}} = -\sum_j \partial\boldsymbol\phi_j / \partial r_{k\alpha}`.
 
     Parameters
     ----------
@@ -142,7 +144,8 @@ def force_rows(position_gradients: Any, atom_index: Any, n_atoms: int | None = N
 
 
 def stress_rows(strain_gradients: Any, volumes: Any, voigt: bool = True) -> Any:
-    r"""Rows of stress targets: :math:`\mathbf g_{s_{\alpha\beta}} = V^{-1} \sum_j \partial\boldsymbol\phi_j / \partial\varepsilon_{\alpha\beta}`.
+    r"""Rows of stress targets:
+    :math:`\mathbf g_{s_{\alpha\beta}} = V^{-1} \sum_j \partial\boldsymbol\phi_j / \partial\varepsilon_{\alpha\beta}`.
 
     Parameters
     ----------
@@ -199,7 +202,8 @@ def loss_rows(
     Any of the three blocks may be omitted; all given blocks must share d and kind.
     """
     parts, weights = [], []
-    for name, rows, lam in (("energy", energy, lambda_energy), ("forces", forces, lambda_forces), ("stress", stress, lambda_stress)):
+    for name, rows, lam in (("energy", energy, lambda_energy), ("forces", forces, lambda_forces),
+                             ("stress", stress, lambda_stress)):
         if rows is None:
             continue
         if rows.ndim != 2:

@@ -133,7 +133,8 @@ class _Factor:
 
 
 def _stage(ops: Ops, U: Any):
-    r"""Q, c with :math:`(\mathbf I + \mathbf U^\top \mathbf U)^{-1/2} = \mathbf I + \mathbf Q\,\mathrm{diag}(c)\,\mathbf Q^\top`."""
+    r"""Q, c with
+    :math:`(\mathbf I + \mathbf U^\top \mathbf U)^{-1/2} = \mathbf I + \mathbf Q\,\mathrm{diag}(c)\,\mathbf Q^\top`."""
     Qr, R = ops.qr(ops.transpose(U))  # U^T = Qr R, Qr (d, k) orthonormal
     s2, B = ops.eigh(R @ ops.transpose(R))  # U^T U = (Qr B) diag(s2) (Qr B)^T
     s2 = s2 * (s2 > 0)
@@ -161,7 +162,8 @@ def _variance_after(ops: Ops, Z: Any, var: Any, U: Any) -> Any:
 
 
 class Hessian:
-    r"""Streaming accumulator of the Gauss-Newton Hessian :math:`\mathbf H = \sum_i w_i \mathbf g_i \mathbf g_i^\top + \sigma^2 \mathbf I`.
+    r"""Streaming accumulator of the Gauss-Newton Hessian
+    :math:`\mathbf H = \sum_i w_i \mathbf g_i \mathbf g_i^\top + \sigma^2 \mathbf I`.
 
     Parameters
     ----------
@@ -413,7 +415,8 @@ class Hessian:
                 label = os.fspath(item)
                 key = os.path.realpath(label)
                 if key in seen:
-                    raise ValueError(f"shard file {label} is given twice (also as {seen[key]}): its rows would count twice")
+                    raise ValueError(f"shard file {label} is given twice (also as {seen[key]}): "
+                                     f"its rows would count twice")
                 seen[key] = label
                 h = cls.load(label, device=device)
             if first is None:
@@ -526,7 +529,8 @@ class Hessian:
         return self._out(_reciprocal(self._ops, var), F)
 
     def whiten(self, G: Any) -> Any:
-        r"""Whitened rows :math:`\mathbf T \mathbf g` (n, d) with :math:`\mathbf T \mathbf H \mathbf T^\top = \mathbf I`.
+        r"""Whitened rows :math:`\mathbf T \mathbf g` (n, d) with
+        :math:`\mathbf T \mathbf H \mathbf T^\top = \mathbf I`.
 
         Their squared norms are the variances; dot products between them are the
         covariances :math:`\mathbf g_a^\top \mathbf H^{-1} \mathbf g_b`.
@@ -693,7 +697,8 @@ def _read_hessian_file(path: str) -> dict[str, Any]:
         raise ValueError(f"{path}: metadata should be a JSON object, got {metadata!r}")
     acc = raw["accumulator"]
     if d <= 0 or n_rows < 0 or not (np.isfinite(regularizer) and regularizer >= 0):
-        raise ValueError(f"{path}: n_features={d}, n_rows={n_rows}, regularizer={regularizer!r} should be > 0, >= 0, >= 0")
+        raise ValueError(f"{path}: n_features={d}, n_rows={n_rows}, regularizer={regularizer!r} "
+                         f"should be > 0, >= 0, >= 0")
     if dtype not in ("float64", "float32") or acc.dtype != np.dtype(dtype):
         raise ValueError(f"{path}: accumulator of dtype {acc.dtype} does not match the recorded dtype {dtype!r}")
     if acc.shape != (d, d):
@@ -746,7 +751,8 @@ class _Candidates:
                 if not isinstance(weights, (list, tuple)) or len(weights) != len(blocks):
                     raise ValueError(f"weights must be a sequence of {len(blocks)} arrays, one per candidate")
                 weights = np.concatenate(
-                    [np.ones(k) if w is None else as_weights(w, k, f"weights[{i}]") for i, (w, k) in enumerate(zip(weights, counts))]
+                    [np.ones(k) if w is None else as_weights(w, k, f"weights[{i}]")
+                     for i, (w, k) in enumerate(zip(weights, counts))]
                 )
             G = ops.concat(blocks)
         else:
@@ -758,9 +764,11 @@ class _Candidates:
                 if dd != d:
                     raise ValueError(f"candidates of shape {tuple(G.shape)} do not match the Hessian's {d} features")
                 if weights is not None:
-                    weights = np.asarray(weights.detach().cpu().numpy() if is_torch(weights) else weights, dtype=np.float64)
+                    weights = np.asarray(weights.detach().cpu().numpy() if is_torch(weights) else weights,
+                                         dtype=np.float64)
                     if weights.shape != (c, k):
-                        raise ValueError(f"weights of shape {weights.shape} do not match candidates of shape {(c, k, d)}")
+                        raise ValueError(f"weights of shape {weights.shape} "
+                                         f"do not match candidates of shape {(c, k, d)}")
                     weights = weights.reshape(-1)
                 G = G.reshape(c * k, d)
                 counts = np.full(c, k)

@@ -301,7 +301,8 @@ def test_laplacian_ace_is_invariant(rng):
         (dict(radial_inner=6.0), r"radial_inner must be in \[0, cutoff=5.5\)"),
         (dict(angular_weight=0), "angular_weight must be positive"),
         (dict(radial="gaussian"), "radial must be 'chebyshev' or 'laplacian'"),
-        (dict(radial="laplacian", total_degree=[5.0]), r"total_degree\[0\] = 5.0 leaves block nu=1 empty \(it must be >= 9.8696"),
+        (dict(radial="laplacian", total_degree=[5.0]),
+         r"total_degree\[0\] = 5.0 leaves block nu=1 empty \(it must be >= 9.8696"),
     ],
 )
 def test_bad_settings_are_named(kwargs, message):

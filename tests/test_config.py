@@ -173,7 +173,8 @@ def test_a_command_line_override_wins_over_the_scale():
 def test_a_scale_changes_only_what_its_files_say():
     paper = compose(["model=ace", "scale=paper"]).model
     smoke = compose(["model=ace", "scale=smoke"]).model
-    assert list(paper.descriptor.total_degree) == [24, 20, 16, 12] and list(smoke.descriptor.total_degree) == [10, 8, 7, 6]
+    assert (list(paper.descriptor.total_degree) == [24, 20, 16, 12]
+            and list(smoke.descriptor.total_degree) == [10, 8, 7, 6])
     assert OmegaConf.to_container(paper.fit) == OmegaConf.to_container(smoke.fit)
     # a derived config takes the sizes of its own name (ace_purified's smoke file includes ace's)
     assert list(compose(["model=ace_purified", "scale=smoke"]).model.descriptor.total_degree) == [10, 8, 7, 6]

@@ -161,7 +161,8 @@ def test_split_follows_random_seed_then_shuffle():
     assert len({a.info["tag"] for a in frames}) == len(frames) == 65  # disjoint
     assert [a.info["rank"] for a in frames] == list(range(65))
     # null split_seed: the run's master seed
-    again = qm9.prepare(labelled(80), qm9.Params(train_sizes=[40], validation=[40, 50], test=[50, 65], split_seed=None), 20240412)
+    again = qm9.prepare(labelled(80),
+                        qm9.Params(train_sizes=[40], validation=[40, 50], test=[50, 65], split_seed=None), 20240412)
     assert [a.info["tag"] for a in again] == expected[:65]
 
 

@@ -236,7 +236,8 @@ def nmers():
 
 def test_si_nmers_counts_subsets_and_provenance(nmers):
     sizes = compose(["dataset=si_nmers", "scale=smoke"]).dataset.generate  # config/sizes/dataset/si_nmers/smoke.yaml
-    count = {s: sum(a.info["subset"] == s for a in nmers) for s in ("dimer", "trimer", "tetramer", "pentamer", "dimer_curve")}
+    count = {s: sum(a.info["subset"] == s for a in nmers)
+             for s in ("dimer", "trimer", "tetramer", "pentamer", "dimer_curve")}
     assert count == {"dimer": sizes.n_dimers, "trimer": sizes.n_trimers, "tetramer": sizes.n_tetramers,
                      "pentamer": sizes.n_pentamers, "dimer_curve": sizes.n_curve}
     natoms = {"dimer": 2, "trimer": 3, "tetramer": 4, "pentamer": 5, "dimer_curve": 2}
@@ -252,7 +253,8 @@ def test_si_nmers_counts_subsets_and_provenance(nmers):
 
 def test_si_nmers_two_plus_three_body_is_the_total(nmers):
     for atoms in nmers:
-        assert atoms.info["energy_two_body"] + atoms.info["energy_three_body"] == pytest.approx(atoms.info["energy"], abs=1e-12)
+        assert (atoms.info["energy_two_body"] + atoms.info["energy_three_body"]
+                == pytest.approx(atoms.info["energy"], abs=1e-12))
     # the three-body part is not trivially zero beyond dimers
     assert max(abs(a.info["energy_three_body"]) for a in nmers if a.info["n_atoms"] == 5) > 0.1
 
@@ -267,12 +269,14 @@ def test_si_nmers_dimers_follow_the_published_pair_potential(nmers):
     np.testing.assert_allclose(e2, sw_pair(r), rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose([a.info["energy"] for a in dimers], sw_pair(r), rtol=1e-9, atol=1e-12)
     assert all(a.info["energy_three_body"] == 0.0 for a in dimers)
-    assert sw_pair(2.3521) == pytest.approx(-SW_EPSILON, abs=1e-3)  # the published pair minimum: -epsilon at 2^(1/6) sigma
+    # the published pair minimum: -epsilon at 2^(1/6) sigma
+    assert sw_pair(2.3521) == pytest.approx(-SW_EPSILON, abs=1e-3)
 
 
 def test_si_nmers_two_body_is_the_pair_sum_for_every_cluster(nmers):
     for atoms in nmers:
-        assert atoms.info["energy_two_body"] == pytest.approx(sw_pair(pair_distances(atoms.get_positions())).sum(), abs=1e-9)
+        assert atoms.info["energy_two_body"] == pytest.approx(sw_pair(pair_distances(atoms.get_positions())).sum(),
+                                                              abs=1e-9)
 
 
 def test_si_nmers_forces_are_minus_the_energy_gradient(nmers):

@@ -45,7 +45,8 @@ def _same(a: list[Atoms], b: list[Atoms]) -> bool:
         if x.get_chemical_symbols() != y.get_chemical_symbols():
             return False
         # identical structures; labels to 1e-9 (the reference's threaded sums may differ in the last bits)
-        if not (np.array_equal(x.positions, y.positions) and np.allclose(x.arrays["forces"], y.arrays["forces"], rtol=0, atol=1e-9)):
+        if not (np.array_equal(x.positions, y.positions)
+                and np.allclose(x.arrays["forces"], y.arrays["forces"], rtol=0, atol=1e-9)):
             return False
         ex, ey = x.info.get("energy"), y.info.get("energy")
         if (ex is None) != (ey is None) or (ex is not None and abs(ex - ey) > 1e-9):

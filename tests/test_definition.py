@@ -31,7 +31,8 @@ def _constrained_minimum(A, b, lam, reg, g, target):
 def _check(A, b, lam, reg, g, rigidity_value):
     d = A.shape[1]
     sq = np.sqrt(lam)[:, None]
-    w0, *_ = np.linalg.lstsq(np.vstack([sq * A, np.sqrt(reg) * np.eye(d)]), np.concatenate([np.sqrt(lam) * b, np.zeros(d)]), rcond=None)
+    w0, *_ = np.linalg.lstsq(np.vstack([sq * A, np.sqrt(reg) * np.eye(d)]),
+                             np.concatenate([np.sqrt(lam) * b, np.zeros(d)]), rcond=None)
     L0 = _loss(w0, A, b, lam, reg)
     for delta in (1e-3, 0.1, 1.0):
         w = _constrained_minimum(A, b, lam, reg, g, g @ w0 + delta)

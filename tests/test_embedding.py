@@ -98,9 +98,11 @@ def test_environment_counts_own_images_in_a_small_cell():
     env = environment(atoms, 0, 3.0)  # 6 images at 2 A and 12 at 2.83 A; corners at 3.46 A are out
     assert len(env.distances) == 18 and (env.indices == 0).all()
     np.testing.assert_allclose(env.distances, ase_environment(atoms, 0, 3.0)[0], rtol=0, atol=1e-12)
-    triclinic = Atoms("CC", positions=[[0, 0, 0], [0.9, 0.8, 0.7]], cell=[[2.5, 0, 0], [1.2, 2.3, 0], [0.4, 0.9, 2.6]], pbc=True)
+    triclinic = Atoms("CC", positions=[[0, 0, 0], [0.9, 0.8, 0.7]],
+                      cell=[[2.5, 0, 0], [1.2, 2.3, 0], [0.4, 0.9, 2.6]], pbc=True)
     for cutoff in (1.0, 4.0):
-        np.testing.assert_allclose(environment(triclinic, 1, cutoff).distances, ase_environment(triclinic, 1, cutoff)[0], atol=1e-12)
+        np.testing.assert_allclose(environment(triclinic, 1, cutoff).distances,
+                                   ase_environment(triclinic, 1, cutoff)[0], atol=1e-12)
     slab = triclinic.copy()
     slab.pbc = [True, True, False]
     np.testing.assert_allclose(environment(slab, 0, 4.0).distances, ase_environment(slab, 0, 4.0)[0], atol=1e-12)
@@ -126,7 +128,8 @@ def test_carved_cluster_keeps_the_environment(liquid):
 
 
 def test_carved_cluster_of_a_molecule_has_no_images():
-    atoms = Atoms("CH4", positions=[[0, 0, 0], [0.63, 0.63, 0.63], [-0.63, -0.63, 0.63], [-0.63, 0.63, -0.63], [0.63, -0.63, -0.63]])
+    atoms = Atoms("CH4", positions=[[0, 0, 0], [0.63, 0.63, 0.63], [-0.63, -0.63, 0.63],
+                                    [-0.63, 0.63, -0.63], [0.63, -0.63, -0.63]])
     cluster = carve_cluster(atoms, 1, 1.2)
     assert cluster.get_chemical_symbols() == ["H", "C"]
 
@@ -182,7 +185,8 @@ def test_buffer_displacements_have_the_requested_spread(liquid):
     sigma = 0.2
     rng = np.random.default_rng(0)
     deltas = np.vstack(
-        [buffer_displacements(liquid, i, periodic_embedding(liquid, i, CUTOFF, sigma=sigma, rng=rng)) for i in range(0, 240, 24)]
+        [buffer_displacements(liquid, i, periodic_embedding(liquid, i, CUTOFF, sigma=sigma, rng=rng))
+         for i in range(0, 240, 24)]
     )
     assert deltas.size > 500
     assert abs(deltas.std() - sigma) < 0.3 * sigma

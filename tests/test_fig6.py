@@ -105,11 +105,13 @@ def test_bad_experiment_settings_are_named():
 
 @pytest.mark.slow
 def test_quick_scale_reproduces_the_papers_findings(tmp_path):
-    """Purified ACE learns the true two-body curve in nu = 1 and its CPR responds to dimers; self-interacting does not."""
+    """Purified ACE learns the true two-body curve in nu = 1 and its CPR responds to dimers;
+    self-interacting does not."""
     t, _, _, _ = run_stages(tmp_path, "quick")
 
     def value(quantity, flavour, k, block):
-        row = t[(t["quantity"] == quantity) & (t["flavour"] == flavour) & (t["training_set"] == k) & (t["block"] == block)]
+        row = t[(t["quantity"] == quantity) & (t["flavour"] == flavour) & (t["training_set"] == k)
+                & (t["block"] == block)]
         return row["value"].item()
 
     for k in (1, 2, 3, 4):
@@ -120,4 +122,5 @@ def test_quick_scale_reproduces_the_papers_findings(tmp_path):
     si = [value("cpr_median", "self_interacting", k, "nu=1") for k in (1, 2, 3, 4)]
     assert max(si) / min(si) < 1.2
     # the reference's three-body energy is carried by the purified nu = 2 block
-    assert value("pentamer_block_rmse", "purified", 4, "nu=2") < 0.1 < value("pentamer_block_rmse", "self_interacting", 4, "nu=2")
+    assert (value("pentamer_block_rmse", "purified", 4, "nu=2") < 0.1
+            < value("pentamer_block_rmse", "self_interacting", 4, "nu=2"))

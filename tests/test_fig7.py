@@ -1,4 +1,5 @@
-"""Figure 7 stages (range separation in SOAP+LODE): a smoke run of features, fits, analysis and figure, and table checks."""
+"""Figure 7 stages (range separation in SOAP+LODE): a smoke run of features, fits, analysis and figure,
+and table checks."""
 
 import numpy as np
 import pandas as pd

@@ -55,7 +55,8 @@ def test_save_load_round_trip_is_bit_exact(rng, tmp_path, dtype):
     assert isinstance(g.matrix, np.ndarray) and g.matrix.dtype == np.dtype(dtype)
     assert np.array_equal(g.matrix, h.matrix) and np.array_equal(g._acc, h._acc)
     assert (g.regularizer, g.n_rows, g.n_features, g.dtype) == (0.3, 50, 7, h.dtype)
-    assert g.metadata == {"feature_set": FEATURES, "cutoff": 0.1 + 0.2, "n_max": 12, "purified": True, "digest": "é-0f3a"}
+    assert g.metadata == {"feature_set": FEATURES, "cutoff": 0.1 + 0.2, "n_max": 12, "purified": True,
+                          "digest": "é-0f3a"}
     assert [type(g.metadata[k]) for k in ("cutoff", "n_max", "purified")] == [float, int, bool]
     assert h.metadata["cutoff"] == 3.7  # save does not change the Hessian's own metadata
     # saving the loaded Hessian writes the same contents
@@ -79,7 +80,8 @@ def test_bad_metadata_is_refused_before_writing(tmp_path):
 @pytest.mark.parametrize(
     "other, message",
     [
-        ({"feature_set": "soap r_c=5"}, "feature_set 'le_ace_local r_c=3.7 E_max=\\[1000, 300, 200\\]' != 'soap r_c=5'"),
+        ({"feature_set": "soap r_c=5"},
+         "feature_set 'le_ace_local r_c=3.7 E_max=\\[1000, 300, 200\\]' != 'soap r_c=5'"),
         ({"feature_set": None}, "feature_set '.*' != None"),
         ({"dtype": "float32"}, "dtype 'float64' != 'float32'"),
         ({"regularizer": 0.2}, "regularizer 0.1 != 0.2"),
@@ -89,7 +91,8 @@ def test_bad_metadata_is_refused_before_writing(tmp_path):
 def test_mismatched_shards_are_refused(rng, tmp_path, other, message):
     spec = {"n_features": 5, "regularizer": 0.1, "dtype": "float64", "feature_set": FEATURES, **other}
     a = Hessian(5, regularizer=0.1).add(rng.normal(size=(9, 5))).save(tmp_path / "a.npz", feature_set=FEATURES)
-    b = Hessian(spec["n_features"], spec["regularizer"], dtype=spec["dtype"]).add(rng.normal(size=(9, spec["n_features"])))
+    b = Hessian(spec["n_features"], spec["regularizer"],
+                dtype=spec["dtype"]).add(rng.normal(size=(9, spec["n_features"])))
     b = b.save(tmp_path / "b.npz", **({} if spec["feature_set"] is None else {"feature_set": spec["feature_set"]}))
     with pytest.raises(ValueError, match=f"shards {a} and {b}: {message}"):
         Hessian.merged([a, b])

@@ -68,7 +68,8 @@ def test_sr_block_is_featomics_soap_power_spectrum(desc):
             key = {"center_type": z, "neighbor_1_type": a, "neighbor_2_type": b}
             if key_present(tm, key):
                 block = tm.block(key)
-                row = np.flatnonzero((block.samples.column("system") == system) & (block.samples.column("atom") == atom))
+                row = np.flatnonzero((block.samples.column("system") == system)
+                                     & (block.samples.column("atom") == atom))
                 if row.size:
                     expected[i, slot * 192 + k * 64: slot * 192 + (k + 1) * 64] = block.values[row[0]]
     np.testing.assert_allclose(ours, expected, rtol=1e-10, atol=1e-12)

@@ -129,7 +129,8 @@ def test_config_is_validated_against_its_schema():
 def test_a_bad_experiment_value_fails_the_dry_run(tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"scale": "smoke", "results": str(tmp_path / "results"),
-                                      "experiment_overrides": {"fig6_body_order": ["experiment.plot.cpr_statistic=max"]}}))
+                                      "experiment_overrides": {"fig6_body_order":
+                                                               ["experiment.plot.cpr_statistic=max"]}}))
     out = _snakemake("-n", "--configfile", str(config))
     assert out.returncode != 0 and "cpr_statistic must be one of" in out.stdout + out.stderr
 

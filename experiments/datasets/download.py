@@ -22,7 +22,8 @@ def sha256sum(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def fetch(url: str, sha256: str, dest_dir: str | os.PathLike, filename: str | None = None, timeout: float = 60.0) -> Path:
+def fetch(url: str, sha256: str, dest_dir: str | os.PathLike, filename: str | None = None,
+          timeout: float = 60.0) -> Path:
     """Download ``url`` into ``dest_dir`` unless a file with the right checksum is already there.
 
     The download goes to a temporary name and is renamed only once its SHA-256
@@ -39,7 +40,8 @@ def fetch(url: str, sha256: str, dest_dir: str | os.PathLike, filename: str | No
         found = sha256sum(dest)
         if found == sha256:
             return dest
-        raise DatasetError(f"{dest}: checksum {found} does not match the expected {sha256}; delete it to download again")
+        raise DatasetError(f"{dest}: checksum {found} does not match the expected {sha256}; "
+                           f"delete it to download again")
     dest_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest_dir)
     try:
@@ -50,7 +52,8 @@ def fetch(url: str, sha256: str, dest_dir: str | os.PathLike, filename: str | No
             raise DatasetError(f"{url}: downloaded file has SHA-256 {found}, expected {sha256}; nothing was kept")
         os.replace(tmp, dest)
     except OSError as err:
-        raise DatasetError(f"{url}: download failed ({err}); with no network, use source=file or source=generate") from None
+        raise DatasetError(f"{url}: download failed ({err}); "
+                           f"with no network, use source=file or source=generate") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -120,22 +120,26 @@ def check_frames(
             try:
                 e = float(atoms.info[energy_key])
             except (TypeError, ValueError):
-                raise DatasetError(f"{where}: info[{energy_key!r}] = {atoms.info[energy_key]!r} is not a number") from None
+                raise DatasetError(f"{where}: info[{energy_key!r}] = {atoms.info[energy_key]!r} "
+                                   f"is not a number") from None
             if not np.isfinite(e):
                 raise DatasetError(f"{where}: info[{energy_key!r}] is {e}")
         if forces_key is not None:
             if forces_key not in atoms.arrays:
-                raise DatasetError(f"{where}: no forces under arrays key {forces_key!r} (arrays: {sorted(atoms.arrays)})")
+                raise DatasetError(f"{where}: no forces under arrays key {forces_key!r} "
+                                   f"(arrays: {sorted(atoms.arrays)})")
             f = np.asarray(atoms.arrays[forces_key])
             if f.shape != (len(atoms), 3):
                 raise DatasetError(
-                    f"{where}: arrays[{forces_key!r}] has shape {f.shape}, expected ({len(atoms)}, 3) for {len(atoms)} atoms"
+                    f"{where}: arrays[{forces_key!r}] has shape {f.shape}, "
+                    f"expected ({len(atoms)}, 3) for {len(atoms)} atoms"
                 )
             if not np.isfinite(f).all():
                 raise DatasetError(f"{where}: arrays[{forces_key!r}] holds NaN or inf")
         if periodic:
             if not atoms.pbc.any() or abs(atoms.cell.volume) < 1e-8:
-                raise DatasetError(f"{where}: the dataset is periodic but this structure has no cell (pbc={atoms.pbc.tolist()})")
+                raise DatasetError(f"{where}: the dataset is periodic but this structure has no cell "
+                                   f"(pbc={atoms.pbc.tolist()})")
     return frames
 
 

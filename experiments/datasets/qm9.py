@@ -274,7 +274,8 @@ def from_download(path, params: Params, seed: int) -> list[Atoms]:
     dropped = parse_uncharacterized(Path(listing).read_text(), str(listing))
     if params.uncharacterized_count is not None and len(dropped) != params.uncharacterized_count:
         raise DatasetError(
-            f"{listing}: lists {len(dropped)} molecules, expected uncharacterized_count = {params.uncharacterized_count}"
+            f"{listing}: lists {len(dropped)} molecules, "
+            f"expected uncharacterized_count = {params.uncharacterized_count}"
         )
     reference = Reference(
         REFERENCE_METHOD,
@@ -385,5 +386,6 @@ def committee_subset(frames: list[Atoms], member: int, n_members: int = 10) -> l
     train = subset(frames, "train")
     block = len(train) // n_members
     if block < 1 or not 0 <= member < n_members:
-        raise ValueError(f"member {member} of {n_members}: need 0 <= member < n_members <= {len(train)} training molecules")
+        raise ValueError(f"member {member} of {n_members}: "
+                         f"need 0 <= member < n_members <= {len(train)} training molecules")
     return train[: block * member] + train[block * (member + 1) :]

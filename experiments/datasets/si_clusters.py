@@ -359,7 +359,8 @@ def prepare(frames: list[Atoms], params: Params, seed: int) -> list[Atoms]:
             raise DatasetError(f"si_clusters, frame {i}: {atoms.get_chemical_formula()} is not a Si cluster")
         atoms.info["n_atoms"] = len(atoms)
         if all(has) and atoms.info["subset"] not in allowed:
-            raise DatasetError(f"si_clusters, frame {i}: subset {atoms.info['subset']!r} is not one of {sorted(allowed)}")
+            raise DatasetError(f"si_clusters, frame {i}: subset {atoms.info['subset']!r} "
+                               f"is not one of {sorted(allowed)}")
     if not any(has):
         sizes = np.array([len(a) for a in frames])
         for n_atoms in np.unique(sizes):

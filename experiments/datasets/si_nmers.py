@@ -59,7 +59,8 @@ SUBSETS = {2: "dimer", 3: "trimer", 4: "tetramer", 5: "pentamer"}
 
 @dataclasses.dataclass
 class Params:
-    reference: str = "stillinger-weber"  # labels: Stillinger-Weber Si (matscipy); the only one with a known body-order split
+    # labels: Stillinger-Weber Si (matscipy); the only one with a known body-order split
+    reference: str = "stillinger-weber"
     n_dimers: int = 100  # grown Si2 (paper's training sets use 50)
     n_trimers: int = 100  # grown Si3 (paper's training sets use 50)
     n_tetramers: int = 100  # grown Si4 (paper's training sets use 50)

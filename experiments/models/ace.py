@@ -29,7 +29,8 @@ from .ridge import ridge
 class Descriptor:
     cutoff: float = MISSING  # A, radial cutoff (paper: 5.5)
     correlation_order: int = MISSING  # highest body order nu (paper: 4); total_degree has one entry per nu
-    total_degree: list[float] = MISSING  # maximal total degree per nu = 1..4; degree of (n, l) is n + angular_weight * l
+    # maximal total degree per nu = 1..4; degree of (n, l) is n + angular_weight * l
+    total_degree: list[float] = MISSING
     angular_weight: float = 1.5  # weight of l in the degree
     radial_inner: float = 0.0  # A, distance mapped to x = -1 by the Chebyshev radial basis
     purified: bool = False  # true: sums over distinct neighbour tuples only (purified ACE)
@@ -38,7 +39,8 @@ class Descriptor:
 
 @dataclass
 class Fit:
-    ridge_alpha: float = MISSING  # ridge regulariser on atom-mean features (paper: 1e-3); also H's regulariser for the CPR
+    # ridge regulariser on atom-mean features (paper: 1e-3); also H's regulariser for the CPR
+    ridge_alpha: float = MISSING
     center_targets: bool = False  # true: subtract the training mean per-atom energy (an intercept)
     isolated_atom_energy: float = 0.0  # eV, subtracted per atom from the targets (Stillinger-Weber: 0)
 

@@ -94,7 +94,8 @@ def check(model: Config) -> None:
         if not 0 < f.validation_fraction < 1:
             raise ValueError(f"model.fit.validation_fraction must lie in (0, 1), got {f.validation_fraction!r}")
         if not 0 < f.alpha_min < f.alpha_max:
-            raise ValueError(f"model.fit.alpha_min, alpha_max must satisfy 0 < min < max, got {f.alpha_min}, {f.alpha_max}")
+            raise ValueError(f"model.fit.alpha_min, alpha_max must satisfy 0 < min < max, "
+                             f"got {f.alpha_min}, {f.alpha_max}")
         if f.n_alphas < 1:
             raise ValueError(f"model.fit.n_alphas must be a positive integer, got {f.n_alphas!r}")
     if model.rigidity is not None and model.rigidity.reduce not in REDUCTIONS:

@@ -6,6 +6,8 @@ rule prepare_dataset:
         data=f"{RESULTS}/data/{{dataset}}.extxyz",
     log:
         f"{RESULTS}/logs/data/{{dataset}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/data/{{dataset}}.tsv",
     params:
         config=get_dataset_digest,
         code=get_dataset_code,

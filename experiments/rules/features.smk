@@ -8,6 +8,8 @@ rule compute_features:
         features=f"{RESULTS}/features/{{model}}/{{dataset}}/{{kind}}.npz",
     log:
         f"{RESULTS}/logs/features/{{model}}/{{dataset}}/{{kind}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/features/{{model}}/{{dataset}}/{{kind}}.tsv",
     wildcard_constraints:
         model=LINEAR_MODELS,
     params:

@@ -14,6 +14,8 @@ for _name, _exp in PLAN.experiments.items():
             **_exp.outputs,
         log:
             f"{RESULTS}/logs/analyses/{_name}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/analyses/{_name}.tsv",
         params:
             experiment=_name,
             config=PLAN.analysis_digest(_name),
@@ -36,6 +38,8 @@ for _name, _exp in PLAN.experiments.items():
             png=f"{RESULTS}/figures/{_name}.png",
         log:
             f"{RESULTS}/logs/figures/{_name}.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/figures/{_name}.tsv",
         params:
             experiment=_name,
             config=PLAN.plot_digest(_name),

@@ -8,6 +8,8 @@ rule accumulate_hessian:
         shard=f"{RESULTS}/hessians/{{model}}/{{dataset}}/{{rows}}/shard{{shard}}of{{n_shards}}.npz",
     log:
         f"{RESULTS}/logs/hessians/{{model}}/{{dataset}}/{{rows}}/shard{{shard}}of{{n_shards}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/hessians/{{model}}/{{dataset}}/{{rows}}/shard{{shard}}of{{n_shards}}.tsv",
     params:
         config=get_hessian_digest,
         code=get_hessian_code,
@@ -27,6 +29,8 @@ rule merge_hessian:
         hessian=f"{RESULTS}/hessians/{{model}}/{{dataset}}/{{rows}}/hessian.npz",
     log:
         f"{RESULTS}/logs/hessians/{{model}}/{{dataset}}/{{rows}}/merge.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/hessians/{{model}}/{{dataset}}/{{rows}}/merge.tsv",
     params:
         code=get_merge_code(),
         inputs=get_shard_list,

@@ -8,6 +8,8 @@ rule run_md:
         trajectory=f"{RESULTS}/trajectories/{{md}}/{{model}}/{{dataset}}/{{run}}/trajectory.extxyz",
     log:
         f"{RESULTS}/logs/trajectories/{{md}}/{{model}}/{{dataset}}/{{run}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/trajectories/{{md}}/{{model}}/{{dataset}}/{{run}}.tsv",
     wildcard_constraints:
         model=NETWORK_MODELS,
     params:

@@ -10,6 +10,8 @@ rule fit_model:
         model=f"{RESULTS}/models/{{model}}/{{dataset}}/{{run}}/model.npz",
     log:
         f"{RESULTS}/logs/models/{{model}}/{{dataset}}/{{run}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/models/{{model}}/{{dataset}}/{{run}}.tsv",
     wildcard_constraints:
         model=LINEAR_MODELS,
     params:
@@ -30,6 +32,8 @@ rule train_model:
         model=f"{RESULTS}/models/{{model}}/{{dataset}}/{{run}}/manifest.json",
     log:
         f"{RESULTS}/logs/models/{{model}}/{{dataset}}/{{run}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/models/{{model}}/{{dataset}}/{{run}}.tsv",
     wildcard_constraints:
         model=NETWORK_MODELS,
     params:

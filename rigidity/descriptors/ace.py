@@ -11,7 +11,8 @@ normalised to a mean square of one over the sphere (Y_00 = 1; that is
 sqrt(4 pi) times the orthonormal ones), so that the features are of order one.
 With ``radial="laplacian"`` the radial functions are instead the Laplacian
 eigenstates of the cutoff sphere, j_l(z_nl r / r_c) (LE-ACE), and the basis is
-truncated by their eigenvalues z_nl^2 (``total_degree`` is then LE-ACE's E_max). A body-order-nu invariant couples nu one-particle
+truncated by their eigenvalues z_nl^2 (``total_degree`` is then LE-ACE's E_max).
+A body-order-nu invariant couples nu one-particle
 functions k_t = (n_t, l_t) to a rotation scalar with Clebsch-Gordan coefficients:
 
     nu = 1:  c                        (l = 0)
@@ -355,7 +356,8 @@ class ACE:
             raise ValueError(f"radial_inner must be in [0, cutoff={cutoff}), got {radial_inner!r}")
         degree = [float(d) for d in total_degree]
         if not 1 <= len(degree) <= 4:
-            raise ValueError(f"total_degree needs one entry per body order nu = 1..4 (at most 4), got {list(total_degree)}")
+            raise ValueError(f"total_degree needs one entry per body order nu = 1..4 (at most 4), "
+                             f"got {list(total_degree)}")
         if radial not in ("chebyshev", "laplacian"):
             raise ValueError(f"radial must be 'chebyshev' or 'laplacian', got {radial!r}")
         if not angular_weight > 0:
@@ -437,7 +439,8 @@ class ACE:
         r = np.linalg.norm(vectors, axis=1)
         R = self.radial(r)
         Y = real_spherical_harmonics(self.max_angular, vectors)
-        scale = math.sqrt(4 * math.pi)  # Y_00 = 1: features of order one, so that a ridge alpha means the same in every block
+        # Y_00 = 1: features of order one, so that a ridge alpha means the same in every block
+        scale = math.sqrt(4 * math.pi)
         return [R[l][:, :, None] * (scale * Y[l][:, None, :]) for l in range(self.max_angular + 1)]
 
     # -- neighbours ---------------------------------------------------------------------------
@@ -527,7 +530,8 @@ class ACE:
             elif b.nu == 3:
                 X[:, col] = np.einsum("im,im->i", coupled(n[0], l[0], n[1], l[1], l[2]), get(n[2], l[2]))
             else:
-                X[:, col] = np.einsum("im,im->i", coupled(n[0], l[0], n[1], l[1], b.L), coupled(n[2], l[2], n[3], l[3], b.L))
+                X[:, col] = np.einsum("im,im->i", coupled(n[0], l[0], n[1], l[1], b.L),
+                                      coupled(n[2], l[2], n[3], l[3], b.L))
         return X
 
     def _tuples(self, centre: np.ndarray, n_atoms: int) -> dict:
