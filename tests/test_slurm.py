@@ -12,7 +12,7 @@ import shutil
 import subprocess
 
 import pytest
-from test_workflow import ROOT, SNAKEMAKE, TREE
+from test_workflow import MISSING, ROOT, SNAKEMAKE, TREE
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -38,6 +38,8 @@ def cluster():
                     "(`.ci/run` does it for CI)")
     if SNAKEMAKE is None:
         pytest.skip("snakemake is not installed")
+    if MISSING:
+        pytest.skip(f"running the stages needs {MISSING} (the models extra)")
 
 
 def test_smoke_scale_runs_through_the_slurm_profile(cluster, tmp_path):
