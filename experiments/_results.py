@@ -1,10 +1,10 @@
-"""Files the stages write: features, trained linear models, result tables and figures.
+"""Files the stages exchange: features, trained linear models, the structures' fingerprints.
 
 Every writer goes through a temporary name in the destination folder and a rename,
 so an interrupted stage leaves either the old file or the new one, never half of one.
-Stage functions return the objects defined here; the entry points write them.
-Result tables carry their provenance in columns (``scale``, ``reference_method``) so
-that a table read on its own still says where its numbers came from.
+Stage functions return the objects defined here; the entry points write them. (Result
+tables and figures, which only the analyses and plots write, are in ``_tables``: a
+change of how a figure is saved is not a change of the features.)
 """
 
 from __future__ import annotations
@@ -33,10 +33,6 @@ __all__ = [
     "TrainedModel",
     "save_model",
     "load_model",
-    "Table",
-    "write_table",
-    "read_table",
-    "save_figure",
     "frames_fingerprint",
     "reference_methods",
 ]
@@ -197,50 +193,3 @@ def load_model(path: str | os.PathLike, fingerprint: str | None = None) -> Train
         raise ValueError(f"{path} was fitted on other structures than those given (fingerprint "
                          f"{meta.get('fingerprint')} != {fingerprint}): rerun fit_model")
     return TrainedModel(arrays, meta)
-
-
-# ----------------------------------------------------------------------------------------------
-# tables and figures
-
-
-@dataclass
-class Table:
-    """A result table (pandas DataFrame) and the reference method of its numbers."""
-
-    data: Any
-    reference_method: str
-
-
-def write_table(table: Table, path: str | os.PathLike, scale: str) -> Path:
-    """Write a :class:`Table` as csv with ``scale`` and ``reference_method`` columns first."""
-    data = table.data.copy()
-    for column in ("reference_method", "scale"):
-        if column in data.columns:
-            data = data.drop(columns=column)
-    data.insert(0, "reference_method", table.reference_method)
-    data.insert(0, "scale", scale)
-    with atomic_path(path) as tmp:
-        data.to_csv(tmp, index=False, float_format="%.10g")
-    return Path(path)
-
-
-def read_table(path: str | os.PathLike) -> Any:
-    import pandas as pd
-
-    table = pd.read_csv(path)
-    for column in ("scale", "reference_method"):
-        if column not in table.columns:
-            raise ValueError(f"{path}: result table without a {column!r} column (columns: {list(table.columns)})")
-    return table
-
-
-def save_figure(fig: Any, pdf_path: str | os.PathLike, dpi: int = 200) -> tuple[Path, Path]:
-    """Save a matplotlib figure as pdf and as png beside it."""
-    pdf_path = Path(pdf_path)
-    if pdf_path.suffix != ".pdf":
-        raise ValueError(f"figure output must end in .pdf, got {pdf_path}")
-    png_path = pdf_path.with_suffix(".png")
-    for target, kwargs in ((pdf_path, {}), (png_path, {"dpi": dpi})):
-        with atomic_path(target) as tmp:
-            fig.savefig(tmp, format=target.suffix[1:], bbox_inches="tight", **kwargs)
-    return pdf_path, png_path

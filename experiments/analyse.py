@@ -3,7 +3,7 @@
     python -m experiments.analyse experiment=<name> inputs='{<key>: <path>, ...}' outputs='{table: <csv>, ...}'
 
 ``experiments/<name>.py`` defines ``analyse(cfg) -> dict[output name, result]``: a
-:class:`~experiments._results.Table` for ``table`` (and any other csv), a list of ASE
+:class:`~experiments._tables.Table` for ``table`` (and any other csv), a list of ASE
 structures for an ``.extxyz`` output. This entry point only writes them, to the files
 the rule names (``outputs``); the analysis itself never touches a file it does not read.
 """
@@ -15,8 +15,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from ._results import Table, atomic_path, write_table
+from ._results import atomic_path
 from ._stage import entry_point
+from ._tables import Table, write_table
 from .config import experiment_module
 
 log = logging.getLogger(__name__)

@@ -118,6 +118,7 @@ class TrainingPool:
 
     pool: str | None = None  # info[pool_key] of the training pool, e.g. train; null: every structure (file order)
     pool_key: str = "subset"  # info key that pool is a value of
+    order_key: str | None = None  # info key the pool is sorted by (stable); null: file order
     sets: dict[str, Any] = field(default_factory=dict)  # named training sets: {name: {value of info[sets_key]: count}}
     sets_key: str = "subset"  # info key whose values the named sets count
     sets_order: list[str] = field(default_factory=list)  # values of sets_key, in the order their shuffles are drawn

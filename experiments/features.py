@@ -20,6 +20,7 @@ from ._results import FeatureSet, frames_fingerprint, reference_methods, save_fe
 from ._stage import entry_point, input_path, typed
 from .config import FEATURE_KINDS, model_module, to_plain
 from .layout import data_key
+from .workflow import features_section
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,8 @@ def run(cfg: DictConfig) -> FeatureSet:
     model, module = linear_model(cfg)
     frames = read_frames(input_path(cfg, data_key(cfg.dataset.name)), energy_key=None, forces_key=None)
     fs = module.features(model, frames, cfg.kind)
-    fs.meta.update(model=model.name, model_config=to_plain(cfg.model), dataset=cfg.dataset.name, kind=cfg.kind,
+    fs.meta.update(model=model.name, model_config=features_section(to_plain(cfg.model)), dataset=cfg.dataset.name,
+                   kind=cfg.kind,
                    scale=cfg.scale.name, fingerprint=frames_fingerprint(frames), n_structures=len(frames),
                    reference_method=reference_methods(frames))
     log.info("%s on %s (%s): %s features of %d structures", model.name, cfg.dataset.name, cfg.kind, fs.X.shape,

@@ -44,8 +44,9 @@ from dataclasses import dataclass
 import numpy as np
 from omegaconf import MISSING, DictConfig
 
-from ._results import Table, load_features, read_table
+from ._results import load_features
 from ._stage import input_path, typed
+from ._tables import Table, read_table
 from .config import ExperimentConfig, to_plain
 from .layout import data_key, features_key
 from .models import le_ace

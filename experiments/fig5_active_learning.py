@@ -42,8 +42,9 @@ from pathlib import Path
 import numpy as np
 from omegaconf import MISSING, DictConfig
 
-from ._results import Table, load_features, read_table, reference_methods
+from ._results import load_features, reference_methods
 from ._stage import input_path, typed
+from ._tables import Table, read_table
 from .config import ExperimentConfig, to_plain
 from .layout import data_key, features_key, hessian_key
 from .models import le_ace

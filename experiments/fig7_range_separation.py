@@ -40,8 +40,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from omegaconf import MISSING, DictConfig
 
-from ._results import Table, frames_fingerprint, load_features, load_model, read_table, reference_methods
+from ._results import frames_fingerprint, load_features, load_model, reference_methods
 from ._stage import input_path, typed
+from ._tables import Table, read_table
 from .config import ExperimentConfig
 from .layout import data_key, features_key, model_key
 from .models.soap_lode import VARIANTS, composition

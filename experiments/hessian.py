@@ -26,15 +26,16 @@ from ._stage import entry_point, input_path, typed
 from .config import model_module, to_plain
 from .layout import data_key
 from .runs import select
+from .workflow import hessian_section
 
 log = logging.getLogger(__name__)
 
 
-def feature_set(model_config: dict, dataset: str, rows: str, fingerprint: str) -> str:
-    """What every shard of one Hessian shares: a digest of the model config, the dataset, the rows and
-    the structures."""
-    blob = json.dumps({"model": model_config, "dataset": dataset, "rows": rows, "fingerprint": fingerprint},
-                      sort_keys=True)
+def feature_set(model_config: dict, training: dict, dataset: str, rows: str, fingerprint: str) -> str:
+    """What every shard of one Hessian shares: the model config it reads, the dataset's training pool, the rows and
+    the structures (the sections of the rule's digest, so that the shards of one digest merge)."""
+    blob = json.dumps({"model": model_config, "training": training, "dataset": dataset, "rows": rows,
+                       "fingerprint": fingerprint}, sort_keys=True)
     return f"{model_config.get('name')}/{dataset}/{rows}@{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
 
 
@@ -59,11 +60,15 @@ def accumulate(cfg: DictConfig):
         module.check(model)
     frames = read_frames(input_path(cfg, data_key(ds.name)), energy_key=None, forces_key=None)
     rows = select(frames, ds.training, cfg.rows, ds.name)
+    if len(rows) < int(cfg.n_shards):
+        raise ValueError(f"rows {cfg.rows} of {ds.name} select {len(rows)} structures, fewer than the "
+                         f"n_shards={cfg.n_shards} shards of scale.hessian_shards: lower it for this scale")
     part = np.array_split(rows, int(cfg.n_shards))[int(cfg.shard)]
     G = module.hessian_rows(model, [frames[i] for i in part])
     h = Hessian(G.shape[1], regularizer=float(model.rigidity.regularizer)).add(G)
     h.metadata.update(
-        feature_set=feature_set(to_plain(cfg.model), ds.name, str(cfg.rows), frames_fingerprint(frames)),
+        feature_set=feature_set(hessian_section(to_plain(cfg.model)), to_plain(ds.training), ds.name, str(cfg.rows),
+                                frames_fingerprint(frames)),
         model=model.name, dataset=ds.name, rows=str(cfg.rows), n_selected=int(len(rows)), scale=cfg.scale.name,
         descriptor=json.dumps(to_plain(cfg.model.descriptor), sort_keys=True),
         reference_method=reference_methods([frames[i] for i in rows]),
@@ -78,7 +83,7 @@ def merge(cfg: DictConfig):
     """The sum of the shard files ``cfg.inputs.shards`` (all K of them, each once)."""
     from rigidity import Hessian
 
-    paths = [str(p) for p in (cfg.inputs.get("shards") or [])]
+    paths = [str(p) for p in ((cfg.get("inputs") or {}).get("shards") or [])]
     if not paths:
         raise ValueError("step=merge needs inputs='{shards: [<shard npz>, ...]}'")
     h = Hessian.merged(paths)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from ._results import save_figure
 from ._stage import entry_point
+from ._tables import save_figure
 from .config import experiment_module
 
 STYLE = Path(__file__).with_name("figures.mplstyle")

@@ -21,6 +21,7 @@ from ._stage import entry_point, input_path, typed
 from .config import model_module, to_plain
 from .layout import data_key, features_key
 from .runs import parse_run, select, set_label
+from .workflow import train_section
 
 log = logging.getLogger(__name__)
 
@@ -42,17 +43,17 @@ def run(cfg: DictConfig) -> TrainedModel:
     energy_key = "energy" if model.kind == "linear" else None  # networks may be force-matched (no energies)
     frames = read_frames(input_path(cfg, data_key(ds.name)), energy_key=energy_key, forces_key=None)
     rows = select(frames, ds.training, key.key, ds.name)
-    meta = dict(model=model.name, model_config=to_plain(cfg.model), dataset=ds.name, run=key.key,
-                training_pool=to_plain(ds.training), scale=cfg.scale.name, fingerprint=frames_fingerprint(frames),
-                reference_method=reference_methods([frames[i] for i in rows]), n_train=int(len(rows)))
-    if key.name is not None:
-        meta["label"] = set_label(dict(ds.training.sets[key.name]), list(ds.training.sets_order))
     if model.kind == "network":
         if not hasattr(module, "train"):
             from .models._network import untrained
 
             raise untrained(model)
         return module.train(model, frames, rows, key, cfg)
+    meta = dict(model=model.name, model_config=train_section(to_plain(cfg.model)), dataset=ds.name, run=key.key,
+                training_pool=to_plain(ds.training), scale=cfg.scale.name, fingerprint=frames_fingerprint(frames),
+                reference_method=reference_methods([frames[i] for i in rows]), n_train=int(len(rows)))
+    if key.name is not None:
+        meta["label"] = set_label(dict(ds.training.sets[key.name]), list(ds.training.sets_order))
     if key.seed is not None:
         raise ValueError(f"run {key.key}: a linear model's fit has no seed; drop -seed{key.seed}")
     if not hasattr(module, "fit"):

@@ -61,14 +61,24 @@ def _module_file(name: str) -> Path | None:
     return None
 
 
-def _imports(path: Path, module: str) -> set[str]:
-    """The project modules a file imports anywhere in its body (function-level imports included)."""
+def _prefixes(name: str) -> list[str]:
+    parts = name.split(".")
+    return [".".join(parts[:k]) for k in range(1, len(parts))]
+
+
+def _imports(path: Path, module: str) -> tuple[set[str], set[str]]:
+    """The project modules a file imports anywhere in its body (function-level imports included).
+
+    Returns (imported, parents): ``from rigidity.descriptors.ace import ACE`` imports
+    ``rigidity.descriptors.ace`` and runs the ``__init__`` of its parents ``rigidity`` and
+    ``rigidity.descriptors``; ``from rigidity import Hessian`` imports ``rigidity`` itself.
+    """
     tree = ast.parse(path.read_text(), filename=str(path))
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    found = set()
+    imported = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
+            imported.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 parent = package.split(".")
@@ -76,32 +86,38 @@ def _imports(path: Path, module: str) -> set[str]:
                 base = ".".join(parent + ([node.module] if node.module else []))
             else:
                 base = node.module or ""
-            found.add(base)
-            found.update(f"{base}.{alias.name}" for alias in node.names)
-    out = set()
-    for name in found:
-        # a package's __init__ runs when any of its modules is imported
-        parts = name.split(".")
-        for k in range(1, len(parts) + 1):
-            if _module_file(".".join(parts[:k])) is not None:
-                out.add(".".join(parts[:k]))
-    return out
+            for alias in node.names:  # a submodule, or a name defined in the module `base`
+                sub = f"{base}.{alias.name}"
+                imported.add(sub if _module_file(sub) is not None else base)
+    imported = {m for m in imported if _module_file(m) is not None}
+    parents = {p for m in imported for p in _prefixes(m) if _module_file(p) is not None}
+    return imported, parents
 
 
 @cache
 def source_files(modules: tuple[str, ...]) -> tuple[Path, ...]:
-    """Files of ``modules`` and of every project module they import, transitively."""
-    todo, seen = list(modules), {}
+    """Files of ``modules`` and of every project module they import, transitively.
+
+    A package's ``__init__`` runs when one of its modules is imported: its file counts, but
+    what it imports in turn counts only where something imports the package itself (so an
+    edit of ``rigidity/hessian.py`` does not rerun the descriptor features of
+    ``rigidity.descriptors.ace``, whose parent ``rigidity/__init__.py`` imports it).
+    """
+    todo, files, followed = list(modules), {}, set()
     while todo:
         name = todo.pop()
-        if name in seen:
+        if name in followed:
             continue
         path = _module_file(name)
         if path is None:
             raise ValueError(f"{name} is not a module of this project ({', '.join(PACKAGES)})")
-        seen[name] = path
-        todo.extend(_imports(path, name) - set(seen) - set(PLUMBING))
-    return tuple(sorted(set(seen.values())))
+        followed.add(name)
+        files[name] = path
+        imported, parents = _imports(path, name)
+        for p in parents - set(PLUMBING):
+            files.setdefault(p, _module_file(p))
+        todo.extend(imported - followed - set(PLUMBING))
+    return tuple(sorted(set(files.values())))
 
 
 def _strip_docstrings(tree: ast.AST) -> ast.AST:
@@ -116,8 +132,8 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
 
 @cache
 def _file_digest(path: Path) -> str:
-    if path.suffix == ".py":
-        text = ast.dump(_strip_docstrings(ast.parse(path.read_text(), filename=str(path))))
+    if path.suffix == ".py":  # the code as ast.unparse writes it: no comments, docstrings or layout
+        text = ast.unparse(_strip_docstrings(ast.parse(path.read_text(), filename=str(path))))
     else:
         text = path.read_text()
     return hashlib.sha256(text.encode()).hexdigest()
@@ -139,6 +155,36 @@ def _digest(*parts: Any) -> str:
 
 def _without(node: dict | None, *keys: str) -> dict | None:
     return None if node is None else {k: v for k, v in node.items() if k not in keys}
+
+
+# What each stage reads of a composed config: the digests of the rules and the provenance the stages record are
+# both made from these, so that a file's recorded config is the one its rerun trigger compares.
+
+
+def dataset_section(dataset: dict) -> dict:
+    """What prepare_dataset reads: the dataset without its description, training pool and unused sources."""
+    out = _without(dataset, "description", "training")
+    for source in ("file", "download"):
+        if out.get("source") != source:
+            out.pop(source, None)
+    if "download" in out:
+        out["download"] = _without(out["download"], "note")
+    return out
+
+
+def features_section(model: dict) -> dict:
+    """What compute_features reads: the model's name, module and kind, and its descriptor."""
+    return _without(model, "fit", "rigidity")
+
+
+def train_section(model: dict) -> dict:
+    """What fit_model / train_model read: the model without its rigidity section."""
+    return _without(model, "rigidity")
+
+
+def hessian_section(model: dict) -> dict:
+    """What accumulate_hessian reads: the model without its fit section."""
+    return _without(model, "fit")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -240,12 +286,18 @@ class Plan:
 
     def _build(self) -> None:
         """Compose every config, check every experiment, and compute what its jobs need (on a cache miss)."""
+        for group in ("dataset", "model", "md"):  # a config's name is the path of its results: its file's
+            for name in names(group):
+                got = self.compose(**{group: name})[group].name
+                if got != name:
+                    raise ValueError(f"config/{group}/{name}.yaml has {group}.name = {got!r}: it must be {name!r}, "
+                                     "the name its results are filed under")
         self._memo["kinds"] = {m: str(self.compose(model=m).model.kind) for m in names("model")}
         self._memo["hessian_shards"] = int(self.compose().scale.hessian_shards)
         self._memo["experiments"] = {name: self._experiment(name) for name in names("experiment")}
         keys = {k for e in self._memo["experiments"].values() for k in e["inputs"]}
         for d in self.datasets:
-            self.dataset_digest(d), self.dataset_code(d)
+            self.dataset_digest(d), self.dataset_code(d), self.dataset_file(d)
         for m, kind in self._memo["kinds"].items():
             if kind == "linear":
                 self.features_digest(m), self.model_code("features", m)
@@ -255,17 +307,20 @@ class Plan:
             if top in ("models", "hessians"):
                 self.train_digest(parts[0], parts[1]), self.hessian_digest(parts[0], parts[1])
             if top == "trajectories":
-                self.md_digest(parts[0], parts[1], parts[2]), self.model_code("md", parts[1])
+                self.md_digest(parts[0]), self.model_code("md", parts[1])
         self.stage_code("hessian")
         for name in self._memo["experiments"]:
             self.analysis_digest(name), self.plot_digest(name)
             self.experiment_code("analyse", name), self.experiment_code("plot", name)
 
     def _save(self, cache: Path) -> None:
+        import tempfile
+
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(self._memo))  # key order kept: it is the order of the rules' inputs
+            fd, tmp = tempfile.mkstemp(prefix=f".{cache.stem}.", suffix=".tmp", dir=cache.parent)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(json.dumps(self._memo))  # key order kept: it is the order of the rules' inputs
             os.replace(tmp, cache)
         except OSError:  # a read-only working directory: no cache, same plan
             pass
@@ -329,6 +384,9 @@ class Plan:
 
     def _experiment(self, name: str) -> dict:
         cfg = self.compose(experiment=name)
+        if cfg.experiment.name != name:
+            raise ValueError(f"config/experiment/{name}.yaml has experiment.name = {cfg.experiment.name!r}: it must be "
+                             f"{name!r}, the name its tables and figures are filed under")
         model = cfg.model.name if cfg.get("model") is not None else None
         if model is not None and self.user_overrides(model=model):  # the analysis gets the model's overrides too
             cfg = self.compose(experiment=name, model=model)
@@ -344,6 +402,12 @@ class Plan:
         keys += [layout.trajectory_key(t.md, t.model, t.dataset, r) for t in s.trajectories for r in t.runs]
         for key in keys:
             self._check_key(key, name)
+        named: dict[str, str] = {}
+        for key in keys:  # the rule's input names: a collision would drop a file from its inputs
+            other = named.setdefault(layout.input_name(key), key)
+            if other != key:
+                raise ValueError(f"experiment {name}: inputs {other} and {key} have the same rule input name "
+                                 f"{layout.input_name(key)!r}; rename one of them")
         outputs = getattr(module, "OUTPUTS", {"table": "csv"})
         return dict(
             name=name, figure=int(s.figure), implemented=hasattr(module, "analyse") and hasattr(module, "plot"),
@@ -353,31 +417,44 @@ class Plan:
         )
 
     def _check_key(self, key: str, experiment: str) -> None:
+        """Refuse, at `snakemake -n`, a unit an experiment names that no rule could build."""
+        from .config import FEATURE_KINDS
         from .runs import parse_run
 
         parts = key.split("/")
-        where = f"experiment {experiment}"
-        if parts[0] == "data" and parts[1] not in self.datasets:
-            raise ValueError(f"{where} reads unknown dataset {parts[1]!r} (config/dataset/: {self.datasets})")
-        if parts[0] in ("features", "models", "hessians"):
-            model, dataset = parts[1], parts[2]
-            self.model(model)
-            if dataset not in self.datasets:
-                raise ValueError(f"{where}: {key} names unknown dataset {dataset!r}")
-            if parts[0] == "features" and self.kind(model) != "linear":
-                raise ValueError(f"{where}: {key}: descriptor features are for linear models, {model} is a network")
-            if parts[0] != "features":
-                run = parse_run(parts[3])
-                sets = self.dataset(dataset).training.sets
-                if run.name is not None and run.name not in sets:
-                    raise ValueError(f"{where}: {key}: dataset {dataset} names no such training set {run.name!r} "
-                                     f"(dataset.training.sets has {sorted(sets) or 'none'})")
-        if parts[0] == "trajectories":
-            if parts[1] not in self.mds:
-                raise ValueError(f"{where}: {key} names unknown MD protocol {parts[1]!r} (config/md/: {self.mds})")
-            if self.kind(parts[2]) != "network":
-                raise ValueError(f"{where}: {key}: MD needs a network model, {parts[2]} is linear")
-            parse_run(parts[4])
+        where = f"experiment {experiment}: {key}"
+
+        def run_key(text):
+            try:
+                return parse_run(text)
+            except ValueError as err:
+                raise ValueError(f"{where}: {err}") from None
+
+        if parts[0] == "data":
+            if parts[1] not in self.datasets:
+                raise ValueError(f"{where}: unknown dataset {parts[1]!r} (config/dataset/: {self.datasets})")
+            return
+        if parts[0] == "trajectories" and parts[1] not in self.mds:
+            raise ValueError(f"{where}: unknown MD protocol {parts[1]!r} (config/md/: {self.mds})")
+        model, dataset, unit = parts[-3:]
+        if model not in names("model"):
+            raise ValueError(f"{where}: unknown model {model!r} (config/model/: {names('model')})")
+        if dataset not in self.datasets:
+            raise ValueError(f"{where}: unknown dataset {dataset!r} (config/dataset/: {self.datasets})")
+        kind = self.kind(model)
+        if parts[0] == "features":
+            if kind != "linear":
+                raise ValueError(f"{where}: descriptor features are for linear models, {model} is a network")
+            if unit not in FEATURE_KINDS:
+                raise ValueError(f"{where}: kind {unit!r} is not one of {list(FEATURE_KINDS)}")
+            return
+        run = run_key(unit)
+        if parts[0] == "trajectories" and kind != "network":
+            raise ValueError(f"{where}: MD needs a network model, {model} is linear")
+        sets = self.dataset(dataset).training.sets
+        if run.name is not None and run.name not in sets:
+            raise ValueError(f"{where}: dataset {dataset} names no such training set {run.name!r} "
+                             f"(dataset.training.sets has {sorted(sets) or 'none'})")
 
     # -- targets -------------------------------------------------------------
     def dataset_targets(self) -> list[str]:
@@ -393,22 +470,33 @@ class Plan:
     def dataset_digest(self, dataset: str) -> str:
         def compute():
             cfg = self.compose(dataset=dataset)
-            return _digest(_without(to_plain(cfg.dataset), "training"), int(cfg.seed))
+            return _digest(dataset_section(to_plain(cfg.dataset)), int(cfg.seed))
 
         return self._memoised(f"digest/dataset/{dataset}", compute)
 
+    def dataset_file(self, dataset: str) -> str:
+        """The user's file a dataset with ``source: file`` reads (absolute), or "" for other sources."""
+        def compute():
+            from .data import resolve_path
+
+            ds = self.dataset(dataset)
+            return str(resolve_path(ds.file.path).resolve()) if ds.source == "file" and ds.file.path else ""
+
+        return self._memoised(f"file/dataset/{dataset}", compute)
+
     def features_digest(self, model: str) -> str:
-        return self._memoised(f"digest/features/{model}", lambda: _digest(to_plain(self.model(model).descriptor)))
+        return self._memoised(f"digest/features/{model}",
+                              lambda: _digest(features_section(to_plain(self.model(model)))))
 
     def train_digest(self, model: str, dataset: str) -> str:
         return self._memoised(f"digest/train/{model}/{dataset}", lambda: _digest(
-            _without(to_plain(self.model(model)), "rigidity"), to_plain(self.dataset(dataset).training)))
+            train_section(to_plain(self.model(model))), to_plain(self.dataset(dataset).training)))
 
     def hessian_digest(self, model: str, dataset: str) -> str:
         return self._memoised(f"digest/hessian/{model}/{dataset}", lambda: _digest(
-            _without(to_plain(self.model(model)), "fit"), to_plain(self.dataset(dataset).training)))
+            hessian_section(to_plain(self.model(model))), to_plain(self.dataset(dataset).training)))
 
-    def md_digest(self, md: str, model: str, dataset: str) -> str:
+    def md_digest(self, md: str) -> str:
         return self._memoised(f"digest/md/{md}", lambda: _digest(to_plain(self.compose(md=md).md)))
 
     def _experiment_cfg(self, experiment: str):

@@ -182,9 +182,15 @@ def test_committee_subsets_leave_one_block_out():
     params = qm9.Params(train_sizes=[20], validation=[20, 22], test=[22, 24], split_seed=3)
     frames = qm9.prepare(labelled(30), params, seed=0)
     train = [a.info["tag"] for a in qm9.subset(frames, "train")]
+    from experiments.runs import select
+
+    training = compose(["dataset=qm9"]).dataset.training
+    tags = [a.info["tag"] for a in frames]
     for i in range(10):  # the paper: frames[:1000 * i] + frames[1000 * (i + 1):10000], here blocks of 2
         member = [a.info["tag"] for a in qm9.committee_subset(frames, i, 10)]
         assert member == train[: 2 * i] + train[2 * (i + 1) :]
+        # the workflow's run key n<n_train>-x<i>of10 is the same committee member
+        assert sorted(tags[r] for r in select(frames, training, f"n20-x{i}of10", "qm9")) == sorted(member)
 
 
 # ----------------------------------------------------------------------------- download

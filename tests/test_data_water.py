@@ -353,6 +353,14 @@ def test_paper_split_reproduces_the_papers_shuffle():
         assert len(set().union(*map(set, subsets))) == 4 * size  # disjoint
     with pytest.raises(ValueError, match="training subset"):
         cg_water.train_subset(pseudo, 10000, 5)
+    # the workflow's run keys n<size>-b<k> (dataset.training of config/dataset/cg_water.yaml) are these subsets
+    from experiments.runs import select
+
+    training = compose(["dataset=cg_water", "scale=paper"]).dataset.training
+    for size in (50, 1000):
+        for k in range(4):
+            rows = select(pseudo, training, f"n{size}-b{k}", "cg_water")
+            assert sorted(rows.tolist()) == sorted(frames[k * size:(k + 1) * size])
 
 
 def test_cg_subsets_disjoint_and_sized(cg_frames):

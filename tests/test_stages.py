@@ -212,3 +212,42 @@ def test_hydra_dict_quotes_paths_and_refuses_quotes():
         workflow.hydra_dict({"a": 'x"y'})
     cfg = compose([f"inputs={workflow.hydra_dict({'data/a-b': '/tmp/with space/f.extxyz'}, shell=False)}"])
     assert cfg.inputs["data/a-b"] == "/tmp/with space/f.extxyz"
+
+
+@pytest.mark.parametrize("key, rows", [
+    ("n10-b0", range(0, 10)),
+    ("n10-b2", range(20, 30)),
+    ("n30-x1of3", [*range(0, 10), *range(20, 30)]),
+    ("all-x0of4", range(10, 40)),
+    ("n10-b3-seed5", range(30, 40)),
+])
+def test_blocks_and_committees_select_pool_positions(key, rows):
+    fr = frames(["train"] * 40)
+    np.testing.assert_array_equal(select(fr, POOL_ALL, key), list(rows))
+
+
+def test_blocks_follow_the_pool_order_key():
+    """With order_key, pool positions are ranks of info[order_key] (the CG water shuffle), not file order."""
+    fr = frames(["train"] * 6)
+    for a, rank in zip(fr, [3, 0, 5, 1, 4, 2]):
+        a.info["shuffled_index"] = rank
+    pool = SimpleNamespace(**{**vars(POOL_ALL), "order_key": "shuffled_index"})
+    np.testing.assert_array_equal(select(fr, pool, "n2-b0"), [1, 3])  # ranks 0, 1
+    np.testing.assert_array_equal(select(fr, pool, "n2-b1"), [0, 5])  # ranks 2, 3
+    del fr[4].info["shuffled_index"]
+    with pytest.raises(ValueError, match=r"structures \[4\] have no info 'shuffled_index'"):
+        select(fr, pool, "n2-b0")
+
+
+@pytest.mark.parametrize("key, message", [
+    ("n10-s03", "is not one of"),  # one training set, one key: no leading zeros
+    ("n10-seed07", "is not one of"),
+    ("n10-s1-x0of2", "-x<k>of<K> follows all or n<N> only"),
+    ("set1-x0of2", "-x<k>of<K> follows all or n<N> only"),
+    ("n10-x3of3", "must satisfy k < K"),
+    ("n10-b1", "block 1 of 10 structures needs pool positions \\[10, 20\\)"),
+    ("n10-s4294967296", "must be below 2\\*\\*32"),
+])
+def test_bad_blocks_and_committees_are_refused(key, message):
+    with pytest.raises(ValueError, match=message):
+        select(frames(["train"] * 12), POOL_ALL, key)

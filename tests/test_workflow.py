@@ -323,3 +323,43 @@ def test_a_forced_rerun_gives_the_same_bytes_and_no_leftovers(smoke_run):
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert table.read_bytes() == before  # deterministic: the same bytes again
     assert not [p for p in table.parent.iterdir() if p.name.startswith(".")]  # no temporary leftovers
+
+
+def dry_run_with(work, config: dict) -> Counter:
+    path = work / "overrides.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = _snakemake("-n", "--configfile", str(path), "--config", "scale=smoke", cwd=work)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return job_counts(out.stdout)
+
+
+@pytest.mark.slow
+def test_overrides_in_the_workflow_config_rerun_what_reads_them(smoke_run):
+    """config/workflow.yaml's overrides reach the stages' command lines, but only the digests decide reruns."""
+    assert dry_run_with(smoke_run, {"model_overrides": {"ace": ["model.fit.ridge_alpha=2e-3"]}}) == Counter(
+        fit_model=4, analyse_fig6=1, plot_fig6=1)  # ace's fits only (ace_purified is another config)
+    assert dry_run_with(smoke_run, {"experiment_overrides": {
+        "fig6_body_order": ["experiment.plot.cpr_statistic=mean"]}}) == Counter(plot_fig6=1)
+    assert dry_run_with(smoke_run, {"dataset_overrides": {"si_nmers": ["dataset.training.sets_seed=7"]}}) == Counter(
+        fit_model=8, analyse_fig6=1, plot_fig6=1)  # the training sets, not the dataset
+
+
+@pytest.mark.slow
+def test_a_users_data_file_is_an_input_of_its_dataset(smoke_run):
+    """Runs last: it changes the copy's results (water monomers read from a file)."""
+    from experiments.datasets.io import read_frames, write_frames
+
+    mine = smoke_run / "my_monomers.extxyz"
+    frames = read_frames(smoke_run / "results" / "smoke" / "data" / "water_monomers.extxyz")
+    write_frames(frames, mine)
+    config = {"dataset_overrides": {"water_monomers": [
+        "dataset.source=file", f"dataset.file.path={mine}", "dataset.file.reference_method='GFN2-xTB (my file)'"]}}
+    (smoke_run / "mine.yaml").write_text(yaml.safe_dump(config))
+    run = _snakemake("--cores", "2", "--configfile", "mine.yaml", "--config", "scale=smoke", cwd=smoke_run)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert dry_run_with(smoke_run, config) == Counter()
+    for a in frames:
+        a.info["energy"] += 0.01
+    write_frames(frames, mine)  # the user edits the file
+    counts = dry_run_with(smoke_run, config)
+    assert counts["prepare_dataset"] == 1 and counts["analyse_fig7"] == 1 and counts["compute_features"] == 2

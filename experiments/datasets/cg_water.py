@@ -255,7 +255,8 @@ def train_subset(frames: list[Atoms], size: int, index: int) -> list[Atoms]:
 
     Train frames are ranked by ``info["shuffled_index"]``; on the paper's 50,000
     frames this gives its ``CG_water_train_<size>_<index>`` sets. Subsets of one
-    size are disjoint; a smaller subset is nested in the larger one of the same index.
+    size are disjoint; subsets 0 of every size are nested. The workflow's run key
+    ``n<size>-b<index>`` selects the same frames (experiments/runs.py).
     """
     train = sorted((a for a in frames if a.info.get("subset") == "train"), key=lambda a: a.info["shuffled_index"])
     lo, hi = index * size, (index + 1) * size

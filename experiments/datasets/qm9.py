@@ -381,7 +381,8 @@ def committee_subset(frames: list[Atoms], member: int, n_members: int = 10) -> l
 
     The training molecules (shuffled order) are cut into ``n_members`` blocks of
     ``n_train // n_members``; member i leaves out block i, as the paper's
-    ``frames[:1000 * i] + frames[1000 * (i + 1):10000]``.
+    ``frames[:1000 * i] + frames[1000 * (i + 1):10000]``. The workflow's run key
+    ``n<n_train>-x<member>of<n_members>`` selects the same molecules (experiments/runs.py).
     """
     train = subset(frames, "train")
     block = len(train) // n_members

@@ -6,11 +6,12 @@
   ``Config`` (the schema: ``descriptor``, ``fit`` and ``rigidity`` sections),
   ``features(model, frames, kind) -> FeatureSet`` (rule compute_features),
   ``fit(model, frames, features, rows) -> TrainedModel`` (rule fit_model) where it
-  has a fit of its own, and ``hessian_rows(model, frames) -> (rows, reference)``
+  has a fit of its own, and ``hessian_rows(model, frames) -> (n, d) array``
   (rule accumulate_hessian) where a figure builds H from it.
 - ``kind: network`` (trained by its own package, on a GPU at paper scale). The
-  module defines ``Config`` and ``train(model, frames, rows, run, workdir)`` (rule
-  train_model), and the last-layer rows of a Hessian.
+  module defines ``Config`` and ``train(model, frames, rows, run, cfg)`` (rule
+  train_model: the parsed run key and the composed config, output path included);
+  none has a ``train`` yet (the last-layer issue adds the first).
 
 ``model`` is always the composed config node converted to its dataclass
 (``OmegaConf.to_object``), so attribute access is typed. Adding a model means adding

@@ -2,13 +2,24 @@
 # No lambdas inside rules; every rule has a log, named inputs and outputs, and params that carry the digests of the
 # config section and the code its stage reads (Snakemake's params rerun trigger).
 
+import os
 import sys
+from pathlib import Path
 
 from experiments import layout
 from experiments.runs import RUN_PATTERN
 from experiments.workflow import Plan, hydra_dict
 
-PYTHON = sys.executable
+# The interpreter of this environment, through a variable: a path in the shell text would be part of every rule's
+# code (Snakemake's code rerun trigger), and a venv at another path would rerun everything.
+os.environ["RIGIDITY_PYTHON"] = sys.executable
+PYTHON = '"$RIGIDITY_PYTHON"'
+
+
+envvars:
+    "RIGIDITY_PYTHON",
+
+
 PLAN = Plan(config)
 SCALE = PLAN.scale
 RESULTS = PLAN.results
@@ -86,16 +97,33 @@ def get_shard_list(wildcards, input):
     return hydra_dict({"shards": list(input.shards)})
 
 
-def get_dataset_overrides(wildcards):
+# The user's overrides (config/workflow.yaml) reach a stage's command line through these params. They take
+# `output` so that Snakemake does not compare them between runs: what they change is compared through the digests
+# of the config sections each stage reads (a plot-only override must not rerun an analysis).
+
+
+def get_dataset_overrides(wildcards, output):
     return PLAN.overrides_arg(dataset=wildcards.dataset)
 
 
-def get_model_overrides(wildcards):
+def get_model_overrides(wildcards, output):
     return PLAN.overrides_arg(model=wildcards.model, dataset=getattr(wildcards, "dataset", None))
 
 
-def get_md_overrides(wildcards):
+def get_md_overrides(wildcards, output):
     return PLAN.overrides_arg(md=wildcards.md, model=wildcards.model, dataset=wildcards.dataset)
+
+
+def get_experiment_overrides(wildcards, output):
+    """The overrides of an analysis or plot job: its experiment's and its selected model's."""
+    name = Path(output[0]).name.split(".")[0]  # tables/<name>.csv, figures/<name>.pdf
+    return PLAN.overrides_arg(experiment=name, model=PLAN.experiments[name].model)
+
+
+def get_dataset_source(wildcards):
+    """The user's file of a dataset with source=file: an input, so that editing it reruns the dataset."""
+    path = PLAN.dataset_file(wildcards.dataset)
+    return {"source": path} if path else {}
 
 
 def get_dataset_digest(wildcards):
@@ -135,7 +163,7 @@ def get_merge_code():
 
 
 def get_md_digest(wildcards):
-    return PLAN.md_digest(wildcards.md, wildcards.model, wildcards.dataset)
+    return PLAN.md_digest(wildcards.md)
 
 
 def get_md_code(wildcards):

@@ -2,6 +2,8 @@
 
 
 rule prepare_dataset:
+    input:
+        unpack(get_dataset_source),
     output:
         data=f"{RESULTS}/data/{{dataset}}.extxyz",
     log:

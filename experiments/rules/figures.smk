@@ -22,7 +22,7 @@ for _name, _exp in PLAN.experiments.items():
             code=PLAN.experiment_code("analyse", _name),
             inputs=hydra_dict(_exp.inputs),
             outputs=hydra_dict(_exp.outputs),
-            overrides=PLAN.overrides_arg(experiment=_name, model=_exp.model),
+            overrides=get_experiment_overrides,
         shell:
             f"{THREADS} {PYTHON} -m experiments.analyse experiment={{params.experiment}} scale={SCALE} "
             "inputs={params.inputs} "
@@ -45,7 +45,7 @@ for _name, _exp in PLAN.experiments.items():
             config=PLAN.plot_digest(_name),
             code=PLAN.experiment_code("plot", _name),
             inputs=hydra_dict(_exp.outputs),
-            overrides=PLAN.overrides_arg(experiment=_name, model=_exp.model),
+            overrides=get_experiment_overrides,
         shell:
             f"{THREADS} {PYTHON} -m experiments.plot experiment={{params.experiment}} scale={SCALE} "
             "inputs={params.inputs} "
