@@ -56,19 +56,56 @@ def test_table_rows_are_complete_finite_and_consistent(smoke):
         assert stats.loc["geometric_mean", "value"] == pytest.approx(np.exp(np.log(g["value"]).mean()), rel=1e-8)
     energies = t[t["quantity"] == "monomer_energy"]
     assert len(energies) == 2 * 2 * 6
+    assert set(energies["unit"]) == {"eV/atom"}
+    monomers = read_frames(smoke["inputs"]["data/water_monomers"])
+    per_atom = np.array([a.info["energy"] / len(a) for a in monomers])
     for v in variants:
         for n in sizes:
-            e = energies[(energies["variant"] == v) & (energies["n_train"] == n)]
-            assert abs(e["value"].mean()) < 1e-9 and abs(e["reference"].mean()) < 1e-9  # zero at the monomer mean
-            rmse = 1000 * np.sqrt(np.mean((e["value"] - e["reference"]) ** 2))
-            stated = t[(t["quantity"] == "monomer_rmse") & (t["variant"] == v) & (t["n_train"] == n)]
-            assert stated["unit"].item() == "meV"
-            assert stated["value"].item() == pytest.approx(rmse, rel=1e-8)
-            train = t[(t["quantity"] == "train_rmse") & (t["variant"] == v) & (t["n_train"] == n)]["value"].item()
-            assert train < 1.0  # meV: 896 weights interpolate at most 10 dimers
+            e = energies[(energies["variant"] == v) & (energies["n_train"] == n)].sort_values("structure")
+            # the paper's zero: the reference monomer mean per atom; predictions not re-centred
+            np.testing.assert_allclose(e["reference"], per_atom - per_atom.mean(), rtol=0, atol=1e-10)
+            err = 1000 * (e["value"].to_numpy() - e["reference"].to_numpy())
+            centred = err - err.mean()
+            stated = t[(t["variant"] == v) & (t["n_train"] == n)].set_index("quantity")
+            for quantity, values, unit in [("monomer_rmse", err, "meV/atom"),
+                                           ("monomer_rmse_centred", centred, "meV/atom"),
+                                           ("monomer_rmse_molecule", 3 * err, "meV"),
+                                           ("monomer_rmse_molecule_centred", 3 * centred, "meV")]:
+                assert stated.loc[quantity, "unit"] == unit
+                assert stated.loc[quantity, "value"] == pytest.approx(np.sqrt(np.mean(values ** 2)), rel=1e-6)
+            assert stated.loc["monomer_mean_error", "value"] == pytest.approx(err.mean(), rel=1e-6, abs=1e-6)
+            assert stated.loc["train_rmse", "value"] < 0.2  # meV/atom: 896 weights interpolate at most 10 dimers
+    assert set(t["lr_block"]) == {"lode_lode"} and set(t["reduce"]) == {"mean"}
     # range separation: with the closest dimers only, the LR block is more rigid than SR
     rs = cpr[(cpr["variant"] == "range_separated") & (cpr["statistic"] == "mean") & (cpr["n_train"] == 5)]
     assert rs.set_index("block").loc["LR", "value"] > rs.set_index("block").loc["SR", "value"]
+
+
+def test_atom_mean_fit_is_the_summed_fit_with_n_squared_alpha():
+    """fit.reduce: mean on N-atom structures == sum with alpha N^2 (closed form), and the baseline is the mean."""
+    from ase import Atoms
+
+    from experiments._results import FeatureSet
+    from experiments.models import soap_lode
+
+    rng = np.random.default_rng(7)
+    frames = [Atoms("OH2OH2", positions=rng.normal(size=(6, 3))) for _ in range(8)]
+    for a in frames:
+        a.info["energy"] = float(rng.normal())
+    X = rng.normal(size=(8, 30))
+    feats = FeatureSet(X, np.full(8, 6), {"SR": (0, 10), "LR": (10, 30)}, {"species": [1, 8]})
+    rows = np.arange(6)
+    model = compose(["model=soap_lode", "scale=smoke", "model.fit.ridge_alpha=1e-2"]).model
+    mean = soap_lode.fit(model, frames, feats, rows)
+    total = soap_lode.fit(compose(["model=soap_lode", "scale=smoke", "model.fit.ridge_alpha=0.36",
+                                   "model.fit.reduce=sum"]).model, frames, feats, rows)
+    np.testing.assert_allclose(mean.arrays["w"], total.arrays["w"], rtol=1e-9, atol=1e-12)
+    E = np.array([a.info["energy"] for a in frames])[rows] / 6
+    y = E - E.mean()
+    w = np.linalg.solve((X[rows] / 6).T @ (X[rows] / 6) + 1e-2 * np.eye(30), (X[rows] / 6).T @ y)
+    np.testing.assert_allclose(mean.arrays["w"], w, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(np.array([4, 2]) / 6 @ mean.arrays["e"], E.mean(), rtol=1e-12)
+    assert mean.meta["reduce"] == "mean" and total.meta["reduce"] == "sum"
 
 
 def test_analysis_refuses_data_the_features_were_not_computed_from(smoke, tmp_path):

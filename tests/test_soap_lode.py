@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from ase import Atoms
 
-from rigidity.descriptors.soap_lode import VARIANTS, SoapLode, box_structure
+from rigidity.descriptors.soap_lode import LR_BLOCKS, VARIANTS, SoapLode, box_structure
 
 pytest.importorskip("featomic")
 
@@ -73,6 +73,70 @@ def test_sr_block_is_featomics_soap_power_spectrum(desc):
                 if row.size:
                     expected[i, slot * 192 + k * 64: slot * 192 + (k + 1) * 64] = block.values[row[0]]
     np.testing.assert_allclose(ours, expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_lr_block_is_the_power_spectrum_of_featomics_lode_coefficients(desc, variant):
+    """LODE x LODE == featomic's DensityCorrelations (lambda = 0) of the LODE expansion, as the paper built it."""
+    from featomic.clebsch_gordan import DensityCorrelations
+    from metatensor import Labels
+
+    frames = [dimer(3.3), dimer(7.0, seed=5)]
+    raw = SoapLode(real_space_spline_accuracy=1e-4, background_correction=False)
+    ours = raw.compute(frames, [variant])[variant].values[:, raw.blocks["LR"]]
+    boxed = raw.check_frames(frames)
+    lode = raw.lode_calculator().compute(boxed)
+    if variant == "range_separated":
+        lode = difference(lode, raw.real_space_lode_calculator().compute(boxed))
+    ps = DensityCorrelations(n_correlations=1, max_angular=2 * raw.max_angular).compute(
+        lode.keys_to_properties("neighbor_type"), selected_keys=Labels(["o3_lambda", "o3_sigma"], np.array([[0, 1]])))
+    expected = np.zeros_like(ours)
+    S, L, N = len(raw.species), raw.max_angular + 1, raw.lode_n_radial
+    for key, block in ps.items():
+        z, l = int(key["center_type"]), int(key["l_1"])
+        assert int(key["l_2"]) == l
+        rows = np.asarray(block.samples.column("system")) * 6 + np.asarray(block.samples.column("atom"))
+        for k, (a, n1, b, n2) in enumerate(np.asarray(block.properties.values)):
+            col = (((raw.species.index(z) * S + raw.species.index(a)) * S + raw.species.index(b)) * L + l) * N * N
+            expected[rows, col + n1 * N + n2] = np.asarray(block.values)[:, 0, k]
+    assert np.abs(expected).max() > 1e-2
+    np.testing.assert_allclose(ours, expected, rtol=1e-10, atol=1e-12)
+
+
+def difference(a, b):
+    """a - b of two featomic expansions, block by block and sample by sample, in numpy.
+
+    (``TensorMap.__sub__`` dispatches to metatensor-torch once that is imported, and then
+    refuses numpy-backed maps.)
+    """
+    from metatensor import TensorBlock, TensorMap
+
+    blocks = []
+    for key, block in a.items():
+        values = np.array(block.values)
+        if key in b.keys:
+            other = b.block(key)
+            assert other.properties == block.properties
+            for j, sample in enumerate(other.samples):
+                values[block.samples.position(sample)] -= np.asarray(other.values)[j]
+        blocks.append(TensorBlock(values, block.samples, block.components, block.properties))
+    return TensorMap(a.keys, blocks)
+
+
+def test_density_lode_block_is_kept_as_an_option():
+    frames = [dimer(3.5)]
+    mixed = SoapLode(lr_block="density_lode", real_space_spline_accuracy=1e-4)
+    assert mixed.n_lr == 512 and mixed.hypers()["lr_block"] == "density_lode"
+    f = mixed.compute(frames, ["non_orthogonal"])["non_orthogonal"].values
+    c = mixed.density_expansion(frames)
+    V = mixed.lode_expansion(frames)
+    # O atom 0, l = 1, a = O, b = H, n1 = 2, n2 = 3: -1/sqrt(3) sum_m c^O_{2 1 m} V^H_{3 1 m}
+    o, h = mixed.species.index(8), mixed.species.index(1)
+    col = mixed.n_sr + (((o * 2 + o) * 2 + h) * 4 + 1) * 16 + 2 * 4 + 3
+    np.testing.assert_allclose(f[0, col], -np.dot(c[1][0, o, :, 2], V[1][0, h, :, 3]) / np.sqrt(3), rtol=1e-12)
+    with pytest.raises(ValueError, match="lr_block must be one of"):
+        SoapLode(lr_block="soap_lode")
+    assert set(LR_BLOCKS) == {"lode_lode", "density_lode"}
 
 
 def key_present(tm, key):

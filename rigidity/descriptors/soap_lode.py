@@ -18,16 +18,32 @@ functions and real spherical harmonics, :math:`c^{a}_{n l m}(i)` for neighbour s
 
 which is featomic's ``SoapPowerSpectrum`` convention (the test suite checks equality).
 
-**LR** (long range): the same density coefficients multiplied with the LODE expansion
-:math:`V^{b}_{n l m}(i)` of the potential of species b, :math:`V_i(\mathbf r) = \sum_j
-\phi(\mathbf r - \mathbf r_{ij})` with the smeared power law :math:`\phi(r) \sim 1/r^p`
-(featomic ``SmearedPowerLaw``), computed in reciprocal space with ``k_cutoff`` and
-projected on an orthonormalised monomial radial basis of radius ``lode_radius``:
+**LR** (long range): built on the LODE expansion :math:`V^{b}_{n l m}(i)` of the potential
+of species b, :math:`V_i(\mathbf r) = \sum_j \phi(\mathbf r - \mathbf r_{ij})` with the smeared
+power law :math:`\phi(r) \sim 1/r^p` (featomic ``SmearedPowerLaw``), computed in reciprocal
+space with ``k_cutoff`` and projected on an orthonormalised monomial radial basis of radius
+``lode_radius``. ``lr_block`` chooses the invariant:
 
-.. math::
+- ``lode_lode`` (default, the paper's): the lambda = 0 power spectrum of the LODE expansion
+  with itself, all ordered pairs of (species, radial index), as featomic's
+  ``DensityCorrelations`` (one correlation, lambda = 0, sigma = 1) gives it (the test suite
+  checks equality):
 
-    q^{(z)}_{a b, l, n_1 n_2}(i) = \frac{(-1)^l}{\sqrt{2l+1}}
-        \sum_m c^{a}_{n_1 l m}(i)\, V^{b}_{n_2 l m}(i) \quad \text{(all ordered pairs } (a, b)).
+  .. math::
+
+      q^{(z)}_{a b, l, n_1 n_2}(i) = \frac{(-1)^l}{\sqrt{2l+1}}
+          \sum_m V^{a}_{n_1 l m}(i)\, V^{b}_{n_2 l m}(i);
+
+- ``density_lode``: the SOAP density coefficients times the LODE ones, a mixed product
+  (all ordered pairs (a, b)):
+
+  .. math::
+
+      q^{(z)}_{a b, l, n_1 n_2}(i) = \frac{(-1)^l}{\sqrt{2l+1}}
+          \sum_m c^{a}_{n_1 l m}(i)\, V^{b}_{n_2 l m}(i).
+
+  Its LR block is linear in V, so it vanishes wherever V does, but it also carries the
+  SR density of every atom: it is not the paper's descriptor.
 
 Two variants of V:
 
@@ -35,12 +51,14 @@ Two variants of V:
   the centre and its SR neighbours included (they are counted in both blocks);
 - ``range_separated``: that expansion minus the real-space expansion of the same
   density, on the same basis, of the atoms within ``cutoff`` of the centre (the centre
-  included; featomic ``SphericalExpansion`` with a ``Step`` cutoff). Only atoms beyond
-  ``cutoff`` are left, so LR vanishes when nothing lies beyond the SR sphere.
+  included; featomic ``SphericalExpansion`` with a ``Step`` cutoff), before the invariants
+  are formed. Only atoms beyond ``cutoff`` are left, so LR vanishes when nothing lies
+  beyond the SR sphere.
 
 Blocks per centre species are concatenated, zero where the atom has another species,
 so one weight vector covers all species: with species (H, O), 4 radial functions and
-l <= 3 this gives 2 x 3 x 16 x 4 = 384 SR and 2 x 4 x 16 x 4 = 512 LR features.
+l <= 3 this gives 2 x 3 x 16 x 4 = 384 SR and 2 x 4 x 64 = 512 LR features (the paper's
+384 + 512), for either LR block.
 
 Isolated structures and periodic boxes
 --------------------------------------
@@ -87,10 +105,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["VARIANTS", "SoapLode", "AtomFeatures", "box_structure"]
+__all__ = ["VARIANTS", "LR_BLOCKS", "SoapLode", "AtomFeatures", "box_structure"]
 
 #: the two LODE variants: plain reciprocal space, or with the SR sphere's real-space part removed
 VARIANTS = ("non_orthogonal", "range_separated")
+#: the LR invariants: LODE x LODE power spectrum (the paper's), or SOAP density x LODE
+LR_BLOCKS = ("lode_lode", "density_lode")
 
 
 def _positive(value: Any, name: str) -> float:
@@ -184,7 +204,7 @@ class AtomFeatures:
 
 
 class SoapLode:
-    """SOAP power spectrum (SR) and SOAP x LODE invariants (LR), per atom, with featomic.
+    """SOAP power spectrum (SR) and LODE invariants (LR), per atom, with featomic.
 
     Parameters
     ----------
@@ -210,6 +230,9 @@ class SoapLode:
         Number of monomial radial functions of the LODE expansion.
     lode_radius : float, optional
         Radius of the monomial basis (A); ``cutoff`` by default.
+    lr_block : str
+        ``lode_lode`` (the paper's LODE x LODE power spectrum) or ``density_lode`` (SOAP
+        density x LODE); see the module docstring.
     box_edge : float
         Edge of the cubic box each structure is placed in (A).
     background_correction : bool
@@ -233,6 +256,7 @@ class SoapLode:
         k_cutoff: float = math.pi,
         lode_n_radial: int = 4,
         lode_radius: float | None = None,
+        lr_block: str = "lode_lode",
         box_edge: float = 40.0,
         background_correction: bool = True,
         lode_spline_accuracy: float = 1e-8,
@@ -255,6 +279,9 @@ class SoapLode:
         self.k_cutoff = _positive(k_cutoff, "k_cutoff")
         self.lode_n_radial = _count(lode_n_radial, "lode_n_radial", 1)
         self.lode_radius = self.cutoff if lode_radius is None else _positive(lode_radius, "lode_radius")
+        if lr_block not in LR_BLOCKS:
+            raise ValueError(f"lr_block must be one of {list(LR_BLOCKS)}, got {lr_block!r}")
+        self.lr_block = lr_block
         self.box_edge = _positive(box_edge, "box_edge")
         self.background_correction = bool(background_correction)
         self.lode_spline_accuracy = _positive(lode_spline_accuracy, "lode_spline_accuracy")
@@ -275,10 +302,17 @@ class SoapLode:
         return len(self.species) * len(self.pairs) * (self.max_angular + 1) * self.n_radial**2
 
     @property
+    def _lr_radial(self) -> tuple[int, int]:
+        """Radial sizes (n1, n2) of the LR invariants: (lode, lode) or (density, lode)."""
+        first = self.lode_n_radial if self.lr_block == "lode_lode" else self.n_radial
+        return first, self.lode_n_radial
+
+    @property
     def n_lr(self) -> int:
-        """LR features: centre species x ordered pairs (a, b) x (l_max + 1) x n_radial x lode_n_radial."""
+        """LR features: centre species x ordered pairs (a, b) x (l_max + 1) x n1 x n2 radial indices."""
         S = len(self.species)
-        return S * S * S * (self.max_angular + 1) * self.n_radial * self.lode_n_radial
+        n1, n2 = self._lr_radial
+        return S * S * S * (self.max_angular + 1) * n1 * n2
 
     @property
     def n_features(self) -> int:
@@ -291,7 +325,8 @@ class SoapLode:
 
     def feature_names(self) -> list[str]:
         """One label per column, e.g. ``"SR z=8 a=1 b=8 l=2 n1=0 n2=3"`` (z: centre, a/b: neighbour species)."""
-        L, N, M = self.max_angular + 1, self.n_radial, self.lode_n_radial
+        L, N = self.max_angular + 1, self.n_radial
+        M1, M2 = self._lr_radial
         names = [
             f"SR z={z} a={a} b={b} l={l} n1={n1} n2={n2}"
             for z in self.species for a, b in self.pairs for l in range(L) for n1 in range(N) for n2 in range(N)
@@ -299,14 +334,14 @@ class SoapLode:
         names += [
             f"LR z={z} a={a} b={b} l={l} n1={n1} n2={n2}"
             for z in self.species for a in self.species for b in self.species
-            for l in range(L) for n1 in range(N) for n2 in range(M)
+            for l in range(L) for n1 in range(M1) for n2 in range(M2)
         ]
         return names
 
     def hypers(self) -> dict[str, Any]:
         """The parameters, as plain values (for manifests)."""
         keys = ("species", "cutoff", "n_radial", "max_angular", "atomic_gaussian_width", "cutoff_width",
-                "lode_exponent", "lode_smearing", "k_cutoff", "lode_n_radial", "lode_radius", "box_edge",
+                "lode_exponent", "lode_smearing", "k_cutoff", "lode_n_radial", "lode_radius", "lr_block", "box_edge",
                 "background_correction", "lode_spline_accuracy", "real_space_spline_accuracy")
         out = {k: getattr(self, k) for k in keys}
         out["species"] = list(self.species)
@@ -461,7 +496,8 @@ class SoapLode:
             pot = potential
             if variant == "range_separated":
                 pot = [v - w for v, w in zip(potential, self._near(boxed))]
-            values = np.concatenate([sr, self._lr_block(density, pot, numbers)], axis=1)
+            first = pot if self.lr_block == "lode_lode" else density
+            values = np.concatenate([sr, self._lr_block(first, pot, numbers)], axis=1)
             out[variant] = AtomFeatures(values, structure, numbers, len(boxed), self.blocks, variant)
         return out
 
@@ -486,10 +522,11 @@ class SoapLode:
             parts.append(np.stack(per_l, axis=1).reshape(len(numbers), -1))  # (l, n1, n2)
         return self._centre_layout(np.concatenate(parts, axis=1), numbers)
 
-    def _lr_block(self, density: list[np.ndarray], potential: list[np.ndarray], numbers: np.ndarray) -> np.ndarray:
+    def _lr_block(self, first: list[np.ndarray], potential: list[np.ndarray], numbers: np.ndarray) -> np.ndarray:
+        """lambda = 0 invariants of ``first`` (the LODE or the density coefficients) with the LODE ones."""
         per_l = [
             (-1) ** l / math.sqrt(2 * l + 1) * np.einsum("iamn,ibmk->iabnk", c, v)
-            for l, (c, v) in enumerate(zip(density, potential))
+            for l, (c, v) in enumerate(zip(first, potential))
         ]
         q = np.stack(per_l, axis=3)  # (i, a, b, l, n1, n2)
         return self._centre_layout(q.reshape(len(numbers), -1), numbers)
