@@ -99,9 +99,37 @@ def test_grower_is_deterministic_under_its_generator():
     assert np.array_equal(a, b) and not np.allclose(a, c)
 
 
+def test_grower_keeps_every_distance_below_the_diameter_cap(rng):
+    for n_atoms, cap in ((3, 4.2), (5, 4.6), (5, 5.6)):
+        pool = si_clusters.grow_pool(n_atoms, 60, rng, bond_min=2.0, bond_max=2.5, max_diameter=cap)
+        diameters = np.array([pair_distances(p).max() for p in pool])
+        assert diameters.max() < cap
+        for pos in pool:
+            assert_growth_rules(pos, 2.0, 2.5, 6)
+    # the cap binds: without it, pentamers are wider than 4.6 A more often than not
+    free = np.array([pair_distances(p).max() for p in si_clusters.grow_pool(5, 60, rng, bond_min=2.0, bond_max=2.5)])
+    assert np.mean(free >= 4.6) > 0.5
+
+
+def test_cube_root_bond_law_has_the_papers_distribution(rng):
+    # r = bond_min + u^(1/3) (bond_max - bond_min): P(r <= x) = ((x - bond_min) / (bond_max - bond_min))^3
+    d = np.array([pair_distances(p)[0]
+                  for p in si_clusters.grow_pool(2, 2000, rng, bond_min=2.0, bond_max=2.5, bond_law="cube_root")])
+    assert d.min() >= 2.0 and d.max() <= 2.5
+    x = np.sort(d)
+    cdf = ((x - 2.0) / 0.5) ** 3
+    ks = np.max(np.maximum(np.arange(1, len(x) + 1) / len(x) - cdf, cdf - np.arange(len(x)) / len(x)))
+    assert ks < 1.63 / np.sqrt(len(x))  # Kolmogorov-Smirnov at the 1% level
+    assert abs(d.mean() - 2.375) < 0.01  # E[u^(1/3)] = 3/4
+
+
 def test_grower_refuses_impossible_rules(rng):
     with pytest.raises(ValueError, match="bond range"):
         si_clusters.grow_cluster(4, rng, bond_min=2.5, bond_max=2.0)
+    with pytest.raises(ValueError, match="max_diameter=1.9 A: must exceed bond_min=2.0"):
+        si_clusters.grow_cluster(4, rng, max_diameter=1.9)
+    with pytest.raises(ValueError, match=r"bond_law='cubic': expected one of \['uniform', 'cube_root'\]"):
+        si_clusters.grow_cluster(4, rng, bond_law="cubic")
     with pytest.raises(RuntimeError, match="could not grow"):  # a chain cannot branch to 4 atoms with coordination <= 1
         si_clusters.grow_cluster(4, rng, max_coordination=1, max_batches=5, max_restarts=3)
 
@@ -248,7 +276,22 @@ def test_si_nmers_counts_subsets_and_provenance(nmers):
         assert atoms.arrays["forces"].shape == (len(atoms), 3)
         assert not atoms.pbc.any() and atoms.cell.volume == 0
         if atoms.info["subset"] != "dimer_curve":
-            assert_growth_rules(atoms.get_positions(), 2.0, 3.6, 6)
+            assert_growth_rules(atoms.get_positions(), 2.0, 2.5, 6)
+
+
+def test_si_nmers_are_grown_by_the_papers_rules(nmers):
+    """Brute force over every grown n-mer: each atom's nearest neighbour at 2.0-2.5 A (the paper's bonds), and
+    every distance below the paper's constant-density cap, 4.121 A (n / 2)^(1/3)."""
+    grown = [a for a in nmers if a.info["subset"] != "dimer_curve"]
+    assert {len(a) for a in grown} == {2, 3, 4, 5}
+    for atoms in grown:
+        n = len(atoms)
+        d = atoms.get_all_distances()
+        assert d.max() < 4.121 * (n / 2) ** (1 / 3)
+        np.fill_diagonal(d, np.inf)
+        assert np.all((d.min(axis=1) >= 2.0) & (d.min(axis=1) <= 2.5)), d.min(axis=1)
+        if n == 5:  # so that purified ACE's nu = 4 block (all four neighbours within 5.5 A) is not zero
+            assert (d < 5.5).sum(axis=1).max() == 4
 
 
 def test_si_nmers_two_plus_three_body_is_the_total(nmers):
@@ -309,3 +352,16 @@ def test_si_nmers_prepare_names_subsets_from_the_atom_count():
 def test_si_nmers_refuse_a_reference_without_a_known_split():
     with pytest.raises(ValueError, match="stillinger-weber"):
         si_nmers.generate(si_nmers.Params(reference="gfn2-xtb"), seed=0)
+
+
+def test_si_nmers_size_cap_and_bad_growth_parameters():
+    params = si_nmers.Params()
+    # the paper's cap: twice the radius of a sphere holding n atoms at the density of 2 atoms in a 4.121 A sphere
+    dimer_volume = 4 / 3 * np.pi * (4.121 / 2) ** 3
+    paper = [2 * (3 / 4 / np.pi * (dimer_volume / 2 * n)) ** (1 / 3) for n in (2, 3, 4, 5)]
+    np.testing.assert_allclose([si_nmers.size_cap(params, n) for n in (2, 3, 4, 5)], paper, rtol=1e-12)
+    assert si_nmers.size_cap(si_nmers.Params(density_diameter=None), 5) is None
+    with pytest.raises(ValueError, match="density_diameter=1.5 A"):
+        si_nmers.generate(si_nmers.Params(density_diameter=1.5), seed=0)
+    with pytest.raises(ValueError, match="bond_law='normal'"):
+        si_nmers.generate(si_nmers.Params(bond_law="normal"), seed=0)

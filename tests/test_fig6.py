@@ -33,7 +33,22 @@ def test_smoke_table_is_complete_and_consistent(smoke):
     cpr = t[t["quantity"] == "cpr_median"]
     assert len(cpr) == 2 * 4 * 4  # flavours x training sets x blocks
     assert (cpr["value"] > 0).all()
-    for _, g in t.groupby(["flavour", "training_set"]):
+    # CPR ratios: each set's statistic over set 1's (pentamers only), per flavour and block
+    for statistic in ("mean", "median"):
+        c = t[t["quantity"] == f"cpr_{statistic}"].set_index(["flavour", "block", "training_set"])["value"]
+        r = t[t["quantity"] == f"cpr_ratio_{statistic}"]
+        assert len(r) == 2 * 3 * 4 and set(r["training_set"]) == {2, 3, 4}
+        for _, row in r.iterrows():
+            expected = c[(row["flavour"], row["block"], row["training_set"])] / c[(row["flavour"], row["block"], 1)]
+            assert row["value"] == pytest.approx(expected, rel=1e-8)
+    # the paper's clusters: every purified block is non-zero on every test pentamer, and the geometry rows
+    # measure nearest neighbours at 2.0-2.5 A and the pentamer size cap 4.121 (5 / 2)^(1/3) A
+    assert (t[t["quantity"] == "cpr_zero_block_count"]["value"] == 0).all()
+    geometry = t[t["quantity"].str.startswith("test_pentamer_")].set_index("quantity")["value"]
+    assert 2.0 <= geometry["test_pentamer_nn_distance_min"] <= geometry["test_pentamer_nn_distance_max"] <= 2.5
+    assert geometry["test_pentamer_diameter_max"] < 4.121 * 2.5 ** (1 / 3)
+    assert set(t["cpr_pentamers"]) == {fig6.CPR_PENTAMERS}
+    for _, g in t[t["flavour"].isin(fig6.FLAVOURS)].groupby(["flavour", "training_set"]):
         curve = g[(g["quantity"] == "dimer_curve_component") & (g["block"] == "nu=1")]
         assert len(curve) == 9  # smoke dimer curve
         rmse = np.sqrt(np.mean((curve["value"] - curve["reference"]) ** 2))
@@ -93,6 +108,16 @@ def test_fits_are_the_ridge_of_their_runs_training_sets(smoke):
             assert float(m.arrays["b"]) == 0.0 and m.meta["run"] == run and m.meta["n_train"] == len(rows)
 
 
+def test_cpr_ratios_divide_by_the_first_set_and_leave_infinite_cprs_undefined():
+    rows = [dict(flavour=f, training_set=k, quantity="cpr_mean", block="nu=1", value=v)
+            for f, values in (("purified", (2.0, 8.0, 3.0)), ("self_interacting", (np.inf, 1.0, np.inf)))
+            for k, v in zip((1, 2, 3), values)]
+    ratios = {(r["flavour"], r["training_set"]): r["value"] for r in fig6.cpr_ratios(rows)}
+    assert ratios[("purified", 2)] == 4.0 and ratios[("purified", 3)] == 1.5
+    assert np.isnan(ratios[("self_interacting", 2)]) and np.isnan(ratios[("self_interacting", 3)])
+    assert len(ratios) == 4
+
+
 def test_bad_experiment_settings_are_named():
     with pytest.raises(ValueError, match=r"cpr_statistic must be one of \['mean', 'median'\], got 'max'"):
         fig6.check(compose([f"experiment={NAME}", "experiment.plot.cpr_statistic=max"]))
@@ -114,13 +139,27 @@ def test_quick_scale_reproduces_the_papers_findings(tmp_path):
                 & (t["block"] == block)]
         return row["value"].item()
 
-    for k in (1, 2, 3, 4):
+    for k in (2, 3, 4):  # the models that have seen dimers
         assert value("nu1_two_body_rmse", "purified", k, "nu=1") < 0.05  # eV, against Stillinger-Weber's pair term
+    assert value("nu1_two_body_rmse", "purified", 1, "nu=1") > value("nu1_two_body_rmse", "purified", 2, "nu=1")
+    for k in (1, 2, 3, 4):
         assert value("nu1_two_body_rmse", "self_interacting", k, "nu=1") > 0.5
+    # the paper's clusters leave no test pentamer with an all-zero purified nu = 4 block
+    assert value("cpr_zero_block_count", "purified", 1, "nu=4") == 0
     # adding 50 dimers: purified nu = 1 CPR up several-fold, self-interacting flat
-    assert value("cpr_median", "purified", 2, "nu=1") > 3 * value("cpr_median", "purified", 1, "nu=1")
+    assert value("cpr_ratio_median", "purified", 2, "nu=1") > 3
     si = [value("cpr_median", "self_interacting", k, "nu=1") for k in (1, 2, 3, 4)]
     assert max(si) / min(si) < 1.2
+    # trimers raise purified nu = 2, tetramers nu = 4 (paper: "a notable increase"); self-interacting stays
+    # below purified in every block
+    for statistic in ("mean", "median"):
+        ratio = f"cpr_ratio_{statistic}"
+        assert value(ratio, "purified", 3, "nu=2") > 1.5 * value(ratio, "purified", 2, "nu=2")
+        assert value(ratio, "purified", 4, "nu=4") > 1.5 * value(ratio, "purified", 3, "nu=4")
+        for k in (1, 2, 3, 4):
+            for block in ("nu=1", "nu=2", "nu=3", "nu=4"):
+                assert (value(f"cpr_{statistic}", "self_interacting", k, block)
+                        < value(f"cpr_{statistic}", "purified", k, block))
     # the reference's three-body energy is carried by the purified nu = 2 block
     assert (value("pentamer_block_rmse", "purified", 4, "nu=2") < 0.1
             < value("pentamer_block_rmse", "self_interacting", 4, "nu=2"))

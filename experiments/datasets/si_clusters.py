@@ -56,6 +56,7 @@ from .io import DatasetError
 from .references import label
 
 __all__ = [
+    "BOND_LAWS",
     "Params",
     "grow_cluster",
     "grow_pool",
@@ -71,6 +72,9 @@ log = logging.getLogger(__name__)
 #: stream tag mixed into the seed, so that this dataset's random numbers differ
 #: from those of other datasets generated with the same master seed
 _STREAM = 7301
+
+#: laws of the drawn bond length in :func:`grow_cluster`
+BOND_LAWS = ("uniform", "cube_root")
 
 
 @dataclasses.dataclass
@@ -101,6 +105,8 @@ def grow_cluster(
     bond_min: float = 2.0,
     bond_max: float = 2.5,
     max_coordination: int = 6,
+    max_diameter: float | None = None,
+    bond_law: str = "uniform",
     batch: int = 16,
     max_batches: int = 200,
     max_restarts: int = 100,
@@ -108,12 +114,19 @@ def grow_cluster(
     """Grow one cluster atom by atom; return its positions, shape (n_atoms, 3), in A.
 
     The first atom sits at the origin. Each further atom is proposed at a
-    distance ``r ~ U[bond_min, bond_max]`` (A) from an existing atom chosen
+    distance ``r`` in [bond_min, bond_max] (A) from an existing atom chosen
     uniformly, along a direction uniform on the sphere, and accepted only if
 
-    - its distance to every atom is at least ``bond_min``, and
+    - its distance to every atom is at least ``bond_min``,
     - no atom (new or old) has more than ``max_coordination`` neighbours
-      within ``bond_max`` (distance <= bond_max).
+      within ``bond_max`` (distance <= bond_max), and
+    - if ``max_diameter`` is given, its distance to every atom is below
+      ``max_diameter`` (the cluster's largest interatomic distance stays below it).
+
+    ``bond_law`` is the law of ``r``: "uniform", ``r ~ U[bond_min, bond_max]``, or
+    "cube_root", ``r = bond_min + u^(1/3) (bond_max - bond_min)`` with ``u ~ U[0, 1]``
+    (density 3 (r - bond_min)^2 / (bond_max - bond_min)^3, the law of the paper's
+    section_3 grower).
 
     Proposals are drawn ``batch`` at a time and the first acceptable one is
     taken; after ``max_batches`` batches without success the cluster is
@@ -130,6 +143,10 @@ def grow_cluster(
         Range of the drawn bond lengths (A), 0 < bond_min <= bond_max.
     max_coordination : int
         Largest number of neighbours within ``bond_max`` of any atom, >= 1.
+    max_diameter : float, optional
+        Every interatomic distance stays strictly below it (A), > bond_min; None: no cap.
+    bond_law : str
+        "uniform" or "cube_root", the law of the drawn bond length (above).
 
     Returns
     -------
@@ -142,6 +159,10 @@ def grow_cluster(
         raise ValueError(f"bond range [{bond_min}, {bond_max}] A: need 0 < bond_min <= bond_max")
     if max_coordination < 1 and n_atoms > 1:
         raise ValueError(f"max_coordination={max_coordination}: no atom could have a neighbour")
+    if max_diameter is not None and not max_diameter > bond_min:
+        raise ValueError(f"max_diameter={max_diameter} A: must exceed bond_min={bond_min} A, or no bond fits")
+    if bond_law not in BOND_LAWS:
+        raise ValueError(f"bond_law={bond_law!r}: expected one of {list(BOND_LAWS)}")
     for _ in range(max_restarts):
         pos = np.zeros((n_atoms, 3))
         coordination = np.zeros(n_atoms, dtype=int)
@@ -151,7 +172,10 @@ def grow_cluster(
                 anchor = rng.integers(0, m, size=batch)
                 direction = rng.normal(size=(batch, 3))
                 direction /= np.linalg.norm(direction, axis=1, keepdims=True)
-                length = rng.uniform(bond_min, bond_max, size=batch)
+                if bond_law == "uniform":
+                    length = rng.uniform(bond_min, bond_max, size=batch)
+                else:  # cube_root
+                    length = bond_min + rng.uniform(size=batch) ** (1 / 3) * (bond_max - bond_min)
                 trial = pos[anchor] + length[:, None] * direction  # (batch, 3)
                 d = np.linalg.norm(trial[:, None, :] - pos[None, :m, :], axis=-1)  # (batch, m)
                 neighbour = d <= bond_max
@@ -160,6 +184,8 @@ def grow_cluster(
                     & (neighbour.sum(axis=1) <= max_coordination)
                     & (coordination[None, :m] + neighbour <= max_coordination).all(axis=1)
                 )
+                if max_diameter is not None:
+                    ok &= (d < max_diameter).all(axis=1)
                 if ok.any():
                     k = int(np.argmax(ok))
                     pos[m] = trial[k]
@@ -172,8 +198,8 @@ def grow_cluster(
         if m == n_atoms:
             return pos
     raise RuntimeError(
-        f"could not grow a {n_atoms}-atom cluster with bonds in [{bond_min}, {bond_max}] A and coordination "
-        f"<= {max_coordination} in {max_restarts} attempts"
+        f"could not grow a {n_atoms}-atom cluster with bonds in [{bond_min}, {bond_max}] A, coordination "
+        f"<= {max_coordination} and diameter < {max_diameter} A in {max_restarts} attempts"
     )
 
 

@@ -23,14 +23,38 @@ isolated atom at 0 eV. Each structure stores
   "pentamer" (grown clusters) or "dimer_curve" (Si2 on an even grid of
   separations, with ``info["separation"]`` in A).
 
-The clusters are grown with :func:`experiments.datasets.si_clusters.grow_cluster`
-with bonds drawn in [2.0, 3.6] A: 2.0 A is 0.88 eV up the SW repulsive wall
-(the pair energy is -1.29 eV there and turns positive below 1.85 A), and 3.6 A
-is just inside the 3.77 A cutoff, so the attractive tail is sampled and every
-atom interacts with the one it grew from. The dimer curve spans [2.0, 4.0] A by
-default: the range the dimers sample, plus the cutoff and a flat zero beyond it.
-The coordination rule (at most 6 neighbours within the maximum bond length)
-never binds for five atoms or fewer and is kept only for uniformity.
+The clusters are grown as the paper's generator grows them
+(section_3/dataset_preparations/Si10_grow_clusters.ipynb of its repository), with
+:func:`experiments.datasets.si_clusters.grow_cluster`:
+
+- bonds of 2.0-2.5 A from a random existing atom in a random direction, the
+  length drawn as ``2.0 + u^(1/3) * 0.5`` A with ``u ~ U[0, 1]`` (``bond_law``
+  "cube_root", the law of the paper's code; "uniform" is also offered). 2.0 A is
+  0.88 eV up the SW repulsive wall (pair energy -1.29 eV, minimum -2.168 eV at
+  2.352 A); no two atoms closer than 2.0 A;
+- a constant-density size cap: every interatomic distance of an n-atom cluster
+  below ``density_diameter * (n / 2)^(1/3)``, the diameter of a sphere holding n
+  atoms at the density of two atoms in a sphere of diameter ``density_diameter``
+  = 4.121 A (the paper's distance at which its DFT dimer's cohesive energy is 25%
+  of its minimum): 4.12, 4.72, 5.19 and 5.59 A for n = 2 ... 5. It binds from
+  trimers on, and keeps pentamers compact: a purified nu = 4 block is zero only if
+  no atom has all four others within the ACE cutoff (5.5 A), which needs three
+  pairs beyond 5.5 A; of 20,000 pentamers grown so, 1,213 had one such pair, 29
+  had two and none had three;
+- at most 6 neighbours within 2.5 A (the paper's radius is 2.75 A); this never
+  binds for five atoms or fewer.
+
+Departures from that generator: a cluster whose growth stalls (16 x 200 rejected
+proposals) is started again, where the paper's drops its last atom after 10
+rejections; the paper then keeps 1,000 of 10,000 clusters per size by
+farthest-point sampling, which is not done here (every grown cluster is kept);
+and the labels are Stillinger-Weber, not DFT. Its SW pair term reaches 3.77 A,
+so atoms farther apart than that (up to 5.59 A in a pentamer) interact only
+through the three-body term of a common neighbour; the ACE cutoff is 5.5 A. Before
+this generator followed the paper, the bonds were drawn uniformly in [2.0, 3.6] A with no size cap: 30 of
+500 quick-scale test pentamers then had an all-zero purified nu = 4 block.
+The dimer curve spans [2.0, 4.0] A by default: the dimers' 2.0-2.5 A, the longer
+pair distances of the larger clusters, the SW pair cutoff and a flat zero beyond it.
 
 matscipy's many-body calculator costs about 2 ms per total-energy-and-forces
 call and 0.1 ms per two-body energy on these clusters, so the paper's counts
@@ -46,9 +70,9 @@ from ase import Atoms
 
 from .io import DatasetError
 from .references import calculator, label
-from .si_clusters import grow_cluster
+from .si_clusters import BOND_LAWS, grow_cluster
 
-__all__ = ["Params", "SUBSETS", "generate", "prepare", "stillinger_weber_split"]
+__all__ = ["Params", "SUBSETS", "generate", "prepare", "size_cap", "stillinger_weber_split"]
 
 #: stream tag mixed into the seed (differs from si_clusters', so the two datasets draw different numbers)
 _STREAM = 7302
@@ -65,12 +89,31 @@ class Params:
     n_trimers: int = 100  # grown Si3 (paper's training sets use 50)
     n_tetramers: int = 100  # grown Si4 (paper's training sets use 50)
     n_pentamers: int = 1000  # grown Si5 (paper's training sets use 500; the rest are for testing)
-    bond_min: float = 2.0  # shortest bond drawn, and shortest distance allowed between any two atoms (A)
-    bond_max: float = 3.6  # longest bond drawn, and the neighbour radius of the coordination rule (A)
+    bond_min: float = 2.0  # shortest bond drawn, and shortest distance allowed between any two atoms (A; paper: 2.0)
+    bond_max: float = 2.5  # longest bond drawn, and the neighbour radius of the coordination rule (A; paper: 2.5)
+    bond_law: str = "cube_root"  # law of the drawn bond length: uniform | cube_root (paper's code: cube_root)
+    # A; an n-atom cluster's interatomic distances stay below density_diameter * (n / 2)^(1/3) (paper: 4.121);
+    # None: no cap
+    density_diameter: float | None = 4.121
     max_coordination: int = 6  # most neighbours (within bond_max) any atom may have
     curve_min: float = 2.0  # shortest separation of the dimer curve (A)
     curve_max: float = 4.0  # longest separation of the dimer curve (A)
     n_curve: int = 41  # points of the dimer curve, evenly spaced (41: every 0.05 A)
+
+
+def size_cap(params: Params, n_atoms: int) -> float | None:
+    """The constant-density cap on an ``n_atoms`` cluster's interatomic distances (A), or None.
+
+    .. math::
+
+        d_{max}(n) = d_{density} (n / 2)^{1/3}
+
+    the diameter of a sphere of volume n / 2 times that of a sphere of diameter
+    ``params.density_diameter`` (paper: 4.121 A).
+    """
+    if params.density_diameter is None:
+        return None
+    return float(params.density_diameter) * (n_atoms / 2) ** (1 / 3)
 
 
 def stillinger_weber_split(atoms: Atoms, total=None, two_body=None) -> Atoms:
@@ -119,6 +162,11 @@ def _check(params: Params) -> None:
     for key in ("n_dimers", "n_trimers", "n_tetramers", "n_pentamers", "n_curve"):
         if getattr(params, key) < 0:
             raise ValueError(f"{key}={getattr(params, key)} is negative")
+    if params.bond_law not in BOND_LAWS:
+        raise ValueError(f"bond_law={params.bond_law!r}: expected one of {list(BOND_LAWS)}")
+    if params.density_diameter is not None and not params.density_diameter > params.bond_min:
+        raise ValueError(f"density_diameter={params.density_diameter} A: the cap on a dimer, it must exceed "
+                         f"bond_min={params.bond_min} A (or be null for no cap)")
     if not 0.0 < params.curve_min <= params.curve_max:
         raise ValueError(f"dimer curve [{params.curve_min}, {params.curve_max}] A: need 0 < curve_min <= curve_max")
 
@@ -137,13 +185,14 @@ def generate(params: Params, seed: int) -> list[Atoms]:
     _check(params)
     total = calculator("stillinger-weber")
     two_body = calculator("stillinger-weber", three_body=False)
-    rules = dict(bond_min=params.bond_min, bond_max=params.bond_max, max_coordination=params.max_coordination)
+    rules = dict(bond_min=params.bond_min, bond_max=params.bond_max, max_coordination=params.max_coordination,
+                 bond_law=params.bond_law)
     counts = {2: params.n_dimers, 3: params.n_trimers, 4: params.n_tetramers, 5: params.n_pentamers}
     frames: list[Atoms] = []
     for n_atoms, count in counts.items():
         rng = np.random.default_rng([int(seed), _STREAM, n_atoms])
         for _ in range(count):
-            pos = grow_cluster(n_atoms, rng, **rules)
+            pos = grow_cluster(n_atoms, rng, max_diameter=size_cap(params, n_atoms), **rules)
             atoms = stillinger_weber_split(Atoms(f"Si{n_atoms}", positions=pos - pos.mean(axis=0)), total, two_body)
             atoms.info.update(n_atoms=n_atoms, subset=SUBSETS[n_atoms])
             frames.append(atoms)
