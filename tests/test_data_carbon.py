@@ -110,6 +110,37 @@ def test_slabs_have_a_vacuum_gap_along_z_and_no_close_pairs(smoke):
     assert min(_min_distance(b) for b in smoke if b.info["subset"] == "bulk") > 1.0
 
 
+def _xy_nearest(slab: Atoms, bulk: Atoms) -> np.ndarray:
+    """Per slab atom, the distance (A) in the xy plane to the nearest bulk atom, periodic in the shared a, b."""
+    a = bulk.cell[0, 0]
+    d = slab.positions[:, None, :2] - bulk.positions[None, :, :2]
+    d -= a * np.round(d / a)
+    return np.sqrt((d**2).sum(-1)).min(axis=1)
+
+
+def test_every_surface_comes_from_an_md_run_of_its_own():
+    """No target slab shares an MD run with a bulk structure (fit, validation or candidate) or another slab.
+
+    By the recorded run ids, and by the atoms: a cut keeps every atom's x and y, so without the anneal a
+    slab cut from the cell of a bulk frame would put each of its atoms on one of that frame's in the xy
+    plane (distance 0); an independent melt leaves the nearest ones ~0.5 A away (16 atoms on a ~5.5 A
+    square). Tersoff labels and 8-step runs: a second.
+    """
+    frames = _run("carbon", "dataset.generate.reference=tersoff", "dataset.generate.surface_anneal_steps=0",
+                  "dataset.generate.melt_steps=4", "dataset.generate.quench_steps=4")
+    bulk = [a for a in frames if a.info["subset"] == "bulk"]
+    slabs = [a for a in frames if a.info["subset"] == "surface"]
+    assert len(slabs) == _params().n_surfaces and all(a.info["split"] == "target" for a in slabs)
+    slab_runs = [a.info["run"] for a in slabs]
+    assert len(set(slab_runs)) == len(slab_runs)
+    assert not set(slab_runs) & {a.info["run"] for a in bulk}
+    for s in slabs:
+        same_cell = [b for b in bulk if b.cell[0, 0] == pytest.approx(s.cell[0, 0], rel=1e-12)]
+        assert same_cell  # the slabs' densities are among the bulk runs'
+        for b in same_cell:
+            assert np.median(_xy_nearest(s, b)) > 0.1, (s.info["slab"], b.info["run"], b.info["md_step"])
+
+
 def test_reference_is_recorded_on_every_frame_and_is_not_dft(smoke):
     for a in smoke:
         assert a.info["reference_method"] == "GFN1-xTB"

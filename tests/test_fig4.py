@@ -34,7 +34,7 @@ def smoke(tmp_path_factory):
                            frames=read_frames(data), exp=exp, model=model, features=features,
                            feature_file=load_features(run["inputs"]["features/le_ace/carbon/structures"]),
                            table=pd.read_csv(run["outputs"]["table"]), table_path=run["outputs"]["table"],
-                           pdf=run["pdf"])
+                           summary=pd.read_csv(run["outputs"]["summary"]), pdf=run["pdf"])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -59,14 +59,19 @@ def grid(fit):
 
 
 def row_orders(smoke):
-    """(strategy, seed) -> feature rows added, in order, read back from the table's added_frame column."""
+    """(draw, strategy, seed) -> feature rows added, in order, read back from the table's added_frame column."""
     row_of_frame = {int(f): r for r, f in enumerate(smoke.features["frame_index"])}
     out = {}
-    for (strategy, seed), g in smoke.table.groupby(["strategy", "seed"]):
+    for (draw, strategy, seed), g in smoke.table.groupby(["draw", "strategy", "seed"]):
         g = g.sort_values("n_added")
         frames = g["added_frame"].to_numpy()[1:]
-        out[(strategy, int(seed))] = np.array([row_of_frame[int(f)] for f in frames], dtype=int)
+        out[(int(draw), strategy, int(seed))] = np.array([row_of_frame[int(f)] for f in frames], dtype=int)
     return out
+
+
+def curve(smoke, draw, strategy, seed):
+    t = smoke.table
+    return t[(t["draw"] == draw) & (t["strategy"] == strategy) & (t["seed"] == seed)].sort_values("n_added")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -163,6 +168,9 @@ def test_roles_of_the_smoke_carbon_set_follow_the_flags_and_hold_out_whole_runs(
     assert fit and val and not fit & val
     assert fit | val == set(np.flatnonzero(split == "train").tolist())
     assert not set(run[list(fit)]) & set(run[list(val)])  # no MD run on both sides
+    # the targets come from MD runs that supply no fitted, validation or candidate structure
+    bulk_runs = set(run[np.concatenate([r["fit"], r["validation"], r["candidates"], r["low_density"]])].tolist())
+    assert not set(run[r["targets"]].tolist()) & bulk_runs
     assert set(r["candidates"].tolist()) == {i for i, a in enumerate(frames) if a.info["split"] == "candidate"}
     assert set(r["targets"].tolist()) == {i for i, a in enumerate(frames) if a.info["split"] == "target"}
     assert set(r["low_density"].tolist()) == {i for i, a in enumerate(frames) if a.info["low_density"]
@@ -171,10 +179,12 @@ def test_roles_of_the_smoke_carbon_set_follow_the_flags_and_hold_out_whole_runs(
         assert frames[i].info["density"] < 2.0
     for i in r["targets"]:
         assert frames[i].info["subset"] == "surface"
-    # the analysis sees the same roles
-    fi = smoke.features["frame_index"]
-    for k, v in r.items():
-        assert sorted(fi[smoke.features[f"rows_{k}"]].tolist()) == sorted(v.tolist())
+    # the analysis sees the same roles, draw by draw
+    fi, fit_cfg = smoke.features["frame_index"], smoke.model.fit
+    assert len(smoke.features["draws"]) == smoke.exp.n_draws
+    for d, rows in enumerate(smoke.features["draws"]):
+        for k, v in fig4.roles(frames, fit_cfg.validation_fraction, fit_cfg.validation_seed, d).items():
+            assert sorted(fi[rows[k]].tolist()) == sorted(v.tolist()), (d, k)
 
 
 def _atoms(split, run=None, subset="bulk", low=False):
@@ -199,6 +209,29 @@ def test_roles_without_md_runs_treat_every_structure_as_its_own_group():
     assert any(fig4.roles(frames, 0.2, s)["validation"].tolist() != r["validation"].tolist() for s in range(4, 10))
 
 
+def test_roles_draws_are_the_folds_of_repeated_k_fold_over_runs():
+    runs = [k for k in range(11) for _ in range(3)]  # 11 runs of 3 structures: n_val = round(2.2) = 2, K = 5
+    frames = [_atoms("train", run=k) for k in runs] + [_atoms("candidate", low=True), _atoms("target", "surface")]
+    run = np.array(runs)
+
+    def held(d, seed=7):
+        r = fig4.roles(frames, 0.2, seed, d)
+        assert sorted(np.concatenate([r["fit"], r["validation"]]).tolist()) == list(range(len(runs)))
+        v = set(run[r["validation"]].tolist())
+        assert not v & set(run[r["fit"]].tolist())
+        assert all(np.sum(run[r["validation"]] == k) == 3 for k in v)  # whole runs
+        return v
+
+    for repeat in range(2):
+        folds = [held(5 * repeat + f) for f in range(5)]
+        assert all(len(v) == 2 for v in folds)
+        assert len(set().union(*folds)) == 10  # disjoint: 10 of the 11 runs validate once, one (the remainder) never
+    assert [held(d) for d in range(5)] != [held(d) for d in range(5, 10)]  # a fresh permutation per repeat
+    assert held(3) == held(3) and [held(d, 8) for d in range(5)] != [held(d) for d in range(5)]
+    with pytest.raises(ValueError, match="draw must be a non-negative integer, got -1"):
+        fig4.roles(frames, 0.2, 7, -1)
+
+
 def test_roles_refuse_a_training_split_from_one_run():
     frames = [_atoms("train", run=4) for _ in range(5)] + [_atoms("candidate", low=True), _atoms("target", "surface")]
     with pytest.raises(ValueError, match="come from 1 MD run"):
@@ -212,13 +245,15 @@ def test_settings_reject_bad_values():
         fig4.check(compose(BASE + ["model.fit.validation_fraction=1.0"]))
     with pytest.raises(ValueError, match="pr_regularizer"):
         fig4.check(compose(BASE + ["experiment.pr_regularizer=0"]))
+    with pytest.raises(ValueError, match="experiment.n_draws must be a positive integer, got 0"):
+        fig4.check(compose(BASE + ["experiment.n_draws=0"]))
     with pytest.raises(ValueError, match="alpha_min"):
         fig4.check(compose(BASE + ["model.fit.alpha_min=1e4"]))
     with pytest.raises(ValueError, match=r"\[0.0, 100.0, 0.0, 50.0\]"):
         fig4.check(compose(BASE + ["model.descriptor.E_max=[0,100,0,50]"]))
     cfg = compose(BASE)
     fig4.check(cfg)
-    assert cfg.experiment.n_picks == 3 and cfg.experiment.n_random_seeds == 2
+    assert (cfg.experiment.n_picks, cfg.experiment.n_random_seeds, cfg.experiment.n_draws) == (3, 2, 2)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -233,22 +268,29 @@ def test_smoke_run_writes_table_and_figure(smoke):
     assert frame_methods == {"GFN1-xTB"}
     assert set(t["reference_method"]) == frame_methods == {smoke.feature_file.meta["reference_method"]}
     assert not t["reference_method"].str.contains("DFT").any()
-    n_picks, n_seeds = smoke.exp.n_picks, smoke.exp.n_random_seeds
-    assert (n_picks, n_seeds) == (3, 2)  # config/sizes/experiment/fig4_pr_augmentation/smoke.yaml
-    counts = {k[5:]: len(v) for k, v in smoke.features.items() if k.startswith("rows_")}
-    expected = {("pr_guided", 0): min(n_picks, counts["candidates"])}
-    for s in range(n_seeds):
-        expected[("random", s)] = min(n_picks, counts["candidates"])
-        expected[("random_low_density", s)] = min(n_picks, counts["low_density"])
-    got = {(k, int(s)): sorted(g["n_added"]) for (k, s), g in t.groupby(["strategy", "seed"])}
+    assert set(t["rmse_per_atom_unit"]) == {"eV/atom"} and set(t["rmse_total_unit"]) == {"eV"}
+    assert set(t["construction"]) == {fig4.CONSTRUCTION}
+    n_picks, n_seeds, n_draws = smoke.exp.n_picks, smoke.exp.n_random_seeds, smoke.exp.n_draws
+    assert (n_picks, n_seeds, n_draws) == (3, 2, 2)  # config/sizes/experiment/fig4_pr_augmentation/smoke.yaml
+    expected = {}
+    for d, rows in enumerate(smoke.features["draws"]):
+        expected[(d, "pr_guided", 0)] = min(n_picks, len(rows["candidates"]))
+        for s in range(n_seeds):
+            expected[(d, "random", s)] = min(n_picks, len(rows["candidates"]))
+            expected[(d, "random_low_density", s)] = min(n_picks, len(rows["low_density"]))
+        g = t[t["draw"] == d]
+        assert (g["n_fit"] == len(rows["fit"])).all() and (g["n_validation"] == len(rows["validation"])).all()
+        assert (g["n_targets"] == len(rows["targets"])).all()
+        # before any addition every strategy of a draw has the same training set, hence the same numbers
+        zero = g[g["n_added"] == 0]
+        for column in ("mean_pr", "min_pr", "rmse_total", "rmse_per_atom", "alpha", "validation_rmse"):
+            assert zero[column].nunique() == 1, (d, column)
+        assert (zero["added_frame"] == -1).all()
+    got = {(int(d), k, int(s)): sorted(g["n_added"]) for (d, k, s), g in t.groupby(["draw", "strategy", "seed"])}
     assert got == {k: list(range(n + 1)) for k, n in expected.items()}
     assert len(t) == sum(n + 1 for n in expected.values())
-    # before any addition every strategy has the same training set, hence the same numbers
-    zero = t[t["n_added"] == 0]
-    for column in ("mean_pr", "min_pr", "rmse_total", "rmse_per_atom", "alpha", "validation_rmse"):
-        assert zero[column].nunique() == 1, column
-    assert (zero["added_frame"] == -1).all()
-    assert (t["n_fit"] == counts["fit"]).all() and (t["n_targets"] == counts["targets"]).all()
+    # the two draws validate on different runs, so their fits differ
+    assert t[t["n_added"] == 0].groupby("draw")["rmse_total"].first().nunique() == n_draws
 
 
 def test_features_are_the_summed_atom_features_with_the_atom_count(smoke):
@@ -268,61 +310,63 @@ def test_features_are_the_summed_atom_features_with_the_atom_count(smoke):
 
 def test_orders_come_from_their_pools_without_repeats(smoke):
     F = smoke.features
-    for (strategy, seed), order in row_orders(smoke).items():
-        pool = F["rows_low_density"] if strategy == "random_low_density" else F["rows_candidates"]
+    for (draw, strategy, seed), order in row_orders(smoke).items():
+        rows = F["draws"][draw]
+        pool = rows["low_density"] if strategy == "random_low_density" else rows["candidates"]
         assert len(set(order.tolist())) == len(order)
         assert set(order.tolist()) <= set(pool.tolist())
-        g = smoke.table[(smoke.table["strategy"] == strategy) & (smoke.table["seed"] == seed)].sort_values("n_added")
+        g = curve(smoke, draw, strategy, seed)
         np.testing.assert_allclose(g["added_density"].to_numpy()[1:], F["density"][order], rtol=1e-9)
 
 
 def test_mean_and_min_pr_of_every_row_match_a_numpy_rebuild(smoke):
     F, exp = smoke.features, smoke.exp
-    Xs = F["X"] / rms_scales(F["X"][F["rows_fit"]])
     reg = float(exp.pr_regularizer)
-    for (strategy, seed), order in row_orders(smoke).items():
-        g = smoke.table[(smoke.table["strategy"] == strategy) & (smoke.table["seed"] == seed)].sort_values("n_added")
-        for k, (_, row) in enumerate(g.iterrows()):
-            pr = numpy_prs(Xs, np.concatenate([F["rows_fit"], order[:k]]), F["rows_targets"], reg)
-            assert row["mean_pr"] == pytest.approx(pr.mean(), rel=1e-6), (strategy, seed, k)
-            assert row["min_pr"] == pytest.approx(pr.min(), rel=1e-6), (strategy, seed, k)
+    for (draw, strategy, seed), order in row_orders(smoke).items():
+        rows = F["draws"][draw]
+        Xs = F["X"] / rms_scales(F["X"][rows["fit"]])
+        for k, (_, row) in enumerate(curve(smoke, draw, strategy, seed).iterrows()):
+            pr = numpy_prs(Xs, np.concatenate([rows["fit"], order[:k]]), rows["targets"], reg)
+            assert row["mean_pr"] == pytest.approx(pr.mean(), rel=1e-6), (draw, strategy, seed, k)
+            assert row["min_pr"] == pytest.approx(pr.min(), rel=1e-6), (draw, strategy, seed, k)
 
 
 def test_greedy_objective_is_the_mean_pr_recomputed_from_scratch(smoke):
-    g = smoke.table[smoke.table["strategy"] == "pr_guided"].sort_values("n_added")
-    assert np.isnan(g["greedy_objective"].iloc[0])
     assert smoke.table[smoke.table["strategy"] != "pr_guided"]["greedy_objective"].isna().all()
-    np.testing.assert_allclose(g["greedy_objective"].to_numpy()[1:], g["mean_pr"].to_numpy()[1:], rtol=1e-6)
+    for d in range(smoke.exp.n_draws):
+        g = curve(smoke, d, "pr_guided", 0)
+        assert np.isnan(g["greedy_objective"].iloc[0])
+        np.testing.assert_allclose(g["greedy_objective"].to_numpy()[1:], g["mean_pr"].to_numpy()[1:], rtol=1e-6)
 
 
-def test_pr_guided_picks_are_greedy_by_brute_force(smoke):
+@pytest.mark.parametrize("draw", [0, 1])
+def test_pr_guided_picks_are_greedy_by_brute_force(smoke, draw):
     F, exp, t = smoke.features, smoke.exp, smoke.table
-    Xs = F["X"] / rms_scales(F["X"][F["rows_fit"]])
-    reg, fit, targets = float(exp.pr_regularizer), F["rows_fit"], F["rows_targets"]
-    order = row_orders(smoke)[("pr_guided", 0)]
+    rows = F["draws"][draw]
+    Xs = F["X"] / rms_scales(F["X"][rows["fit"]])
+    reg, fit, targets = float(exp.pr_regularizer), rows["fit"], rows["targets"]
+    order = row_orders(smoke)[(draw, "pr_guided", 0)]
     for k, pick in enumerate(order):
         chosen = list(order[:k])
         scores = {int(c): numpy_prs(Xs, np.concatenate([fit, chosen, [c]]).astype(int), targets, reg).mean()
-                  for c in F["rows_candidates"] if c not in chosen}
+                  for c in rows["candidates"] if c not in chosen}
         assert scores[int(pick)] >= max(scores.values()) * (1 - 1e-9), k
     # after one pick, no random candidate order does better
-    one = t[t["n_added"] == 1].set_index(["strategy", "seed"])["mean_pr"]
-    single = [numpy_prs(Xs, np.concatenate([fit, [c]]), targets, reg).mean() for c in F["rows_candidates"]]
+    one = t[(t["n_added"] == 1) & (t["draw"] == draw)].set_index(["strategy", "seed"])["mean_pr"]
+    single = [numpy_prs(Xs, np.concatenate([fit, [c]]), targets, reg).mean() for c in rows["candidates"]]
     assert one[("pr_guided", 0)] == pytest.approx(max(single), rel=1e-6)
     for seed in range(int(exp.n_random_seeds)):
         assert one[("pr_guided", 0)] >= one[("random", seed)] * (1 - 1e-9)
     # adding data never lowers a PR: the greedy curve rises
-    curve = t[t["strategy"] == "pr_guided"].sort_values("n_added")["mean_pr"].to_numpy()
-    assert np.all(curve[1:] >= curve[:-1] * (1 - 1e-9))
+    rising = curve(smoke, draw, "pr_guided", 0)["mean_pr"].to_numpy()
+    assert np.all(rising[1:] >= rising[:-1] * (1 - 1e-9))
 
 
 def test_rmse_columns_match_a_brute_force_validated_ridge(smoke):
     """Every row's model, refitted with an independent dual-form ridge over the same alpha grid."""
     F = smoke.features
     X, E, N = F["X"], F["energy"], F["n_atoms"].astype(float)
-    fit, val, targets = F["rows_fit"], F["rows_validation"], F["rows_targets"]
-    scales, alphas = rms_scales(X[fit]), grid(smoke.model.fit)
-    Xs = X / scales
+    alphas = grid(smoke.model.fit)
 
     def validated(rows):
         e0 = np.mean(E[rows] / N[rows])
@@ -335,9 +379,10 @@ def test_rmse_columns_match_a_brute_force_validated_ridge(smoke):
             fits.append((v, a, e0, w))
         return fits
 
-    for (strategy, seed), order in row_orders(smoke).items():
-        g = smoke.table[(smoke.table["strategy"] == strategy) & (smoke.table["seed"] == seed)].sort_values("n_added")
-        for k, (_, row) in enumerate(g.iterrows()):
+    for (draw, strategy, seed), order in row_orders(smoke).items():
+        fit, val, targets = (F["draws"][draw][k] for k in ("fit", "validation", "targets"))
+        Xs = X / rms_scales(X[fit])
+        for k, (_, row) in enumerate(curve(smoke, draw, strategy, seed).iterrows()):
             fits = validated(np.concatenate([fit, order[:k]]))
             best = min(v for v, *_ in fits)
             i = int(np.argmin(np.abs(np.log(alphas / row["alpha"]))))
@@ -345,21 +390,22 @@ def test_rmse_columns_match_a_brute_force_validated_ridge(smoke):
             v, a, e0, w = fits[i]
             assert v <= best * (1 + 1e-8) and row["validation_rmse"] == pytest.approx(v, rel=1e-6)
             err = N[targets] * e0 + Xs[targets] @ w - E[targets]
-            assert row["rmse_total"] == pytest.approx(np.sqrt(np.mean(err**2)), rel=1e-6), (strategy, seed, k)
+            assert row["rmse_total"] == pytest.approx(np.sqrt(np.mean(err**2)), rel=1e-6), (draw, strategy, seed, k)
             assert row["rmse_per_atom"] == pytest.approx(np.sqrt(np.mean((err / N[targets]) ** 2)), rel=1e-6)
 
 
 def test_n_added_0_row_is_the_validated_fit_of_the_dense_bulk(smoke):
     F = smoke.features
-    fit, val, targets = F["rows_fit"], F["rows_validation"], F["rows_targets"]
     X, E, N = F["X"], F["energy"], F["n_atoms"]
-    model = _le_ace.fit_validated(X[fit], E[fit], N[fit], X[val], E[val], N[val], grid(smoke.model.fit),
-                                  rms_scales(X[fit]))
-    err = model.predict(X[targets], N[targets]) - E[targets]
-    row = smoke.table[(smoke.table["strategy"] == "pr_guided") & (smoke.table["n_added"] == 0)].iloc[0]
-    assert row["rmse_total"] == pytest.approx(np.sqrt(np.mean(err**2)), rel=1e-8)
-    assert row["rmse_per_atom"] == pytest.approx(np.sqrt(np.mean((err / N[targets]) ** 2)), rel=1e-8)
-    assert row["alpha"] == pytest.approx(model.alpha, rel=1e-8)
+    for d, rows in enumerate(F["draws"]):
+        fit, val, targets = rows["fit"], rows["validation"], rows["targets"]
+        model = _le_ace.fit_validated(X[fit], E[fit], N[fit], X[val], E[val], N[val], grid(smoke.model.fit),
+                                      rms_scales(X[fit]))
+        err = model.predict(X[targets], N[targets]) - E[targets]
+        row = curve(smoke, d, "pr_guided", 0).iloc[0]
+        assert row["rmse_total"] == pytest.approx(np.sqrt(np.mean(err**2)), rel=1e-8)
+        assert row["rmse_per_atom"] == pytest.approx(np.sqrt(np.mean((err / N[targets]) ** 2)), rel=1e-8)
+        assert row["alpha"] == pytest.approx(model.alpha, rel=1e-8)
 
 
 def test_analysis_refuses_features_of_another_descriptor(smoke):
@@ -367,9 +413,29 @@ def test_analysis_refuses_features_of_another_descriptor(smoke):
         fig4.analyse(smoke.runner.cfg(f"experiment={NAME}", "model.descriptor.cutoff=4.0", inputs=smoke.inputs))
 
 
-def test_summary_spans_the_seeds(smoke):
-    s = fig4.summary(smoke.table)
-    r = smoke.table[(smoke.table["strategy"] == "random") & (smoke.table["n_added"] == 1)]["rmse_total"]
-    assert s.loc[("random", 1), ("rmse_total", "mean")] == pytest.approx(r.mean())
-    assert s.loc[("random", 1), ("rmse_total", "min")] == pytest.approx(r.min())
-    assert s.loc[("random", 1), ("rmse_total", "max")] == pytest.approx(r.max())
+def test_summary_is_over_draws_of_seed_means_with_paired_differences(smoke):
+    """The summary table, rebuilt from the curves by plain loops."""
+    t, s = smoke.table, smoke.summary
+    assert set(s["scale"]) == {"smoke"} and set(s["reference_method"]) == set(t["reference_method"])
+    pd.testing.assert_frame_equal(fig4.summary(t).reset_index(drop=True),
+                                  s.drop(columns=["scale", "reference_method"]), check_dtype=False)
+    n_draws = smoke.exp.n_draws
+    for quantity, unit in (("rmse_per_atom", "eV/atom"), ("rmse_total", "eV"), ("mean_pr", fig4.UNITS["mean_pr"])):
+        for n in (1, 2):  # the smoke low-density pool has 2 structures
+            value = {}
+            for strategy in fig4.STRATEGIES:
+                value[strategy] = np.array([t[(t["draw"] == d) & (t["strategy"] == strategy)
+                                              & (t["n_added"] == n)][quantity].mean() for d in range(n_draws)])
+                row = s[(s["quantity"] == quantity) & (s["strategy"] == strategy) & (s["n_added"] == n)]
+                assert len(row) == 1 and row["unit"].iloc[0] == unit
+                row = row.iloc[0]
+                assert row["n_draws"] == n_draws
+                assert row["mean"] == pytest.approx(value[strategy].mean(), rel=1e-8)
+                assert row["std"] == pytest.approx(value[strategy].std(ddof=1), rel=1e-8)
+                assert (row["min"], row["max"]) == pytest.approx((value[strategy].min(), value[strategy].max()))
+            for strategy in fig4.STRATEGIES[1:]:
+                diff = value[strategy] - value["pr_guided"]
+                row = s[(s["quantity"] == quantity) & (s["strategy"] == f"{strategy} - pr_guided")
+                        & (s["n_added"] == n)].iloc[0]
+                assert row["mean"] == pytest.approx(diff.mean(), rel=1e-8, abs=1e-12)
+                assert row["n_pr_lower"] == int(np.sum(diff > 0))

@@ -13,17 +13,23 @@ Sources
     ``min_distance``), melted at ``melt_temperature`` and quenched linearly to
     ``quench_temperature`` with Tersoff forces (matscipy) and ASE's Langevin
     integrator; ``snapshots_per_run`` structures are taken evenly along each run.
-    Surface slabs are cut from the quenched cells at a random height, given a
-    ``vacuum`` gap along z (periodic in x, y and z, the gap separating the
-    images), annealed briefly with Tersoff and taken as the final snapshot;
-    their ``density`` is that of the bulk cell they were cut from.
+    Each of the ``n_surfaces`` surface slabs comes from a melt-quench run of its
+    own (same protocol, densities spread evenly over ``densities``), which
+    supplies nothing else: no bulk structure (fit, validation or candidate)
+    shares an MD trajectory with a target, as GAP-17's ``surf_amo`` structures
+    are simulations separate from its ``bulk_amo`` ones. The quenched cell is cut
+    at a random height, given a ``vacuum`` gap along z (periodic in x, y and z,
+    the gap separating the images), annealed briefly with Tersoff and taken as
+    the final snapshot; its ``density`` is that of the cell it was cut from and
+    its ``run`` id follows those of the bulk runs.
 
     Labels: GFN1-xTB with periodic boundary conditions (tblite) by default. It is
     a stand-in for GAP-17's DFT (LDA), never DFT itself, and every structure says
     so (``reference_method`` and ``stand_in_for``). Measured here on one core:
-    about 1 s per 64-atom periodic cell (1.5 s per 64-atom slab); the 220
-    structures of the ``quick`` scale (40 melt-quench runs, 20 slabs) take
-    ~6.5 min in all, Tersoff MD included. That is affordable, and GFN1-xTB, an electronic
+    about 1 s per 64-atom periodic cell (1.5 s per 64-atom slab), ~5 s of Tersoff
+    MD per 600-step melt-quench run of 64 atoms; the 220 structures of the
+    ``quick`` scale (40 bulk runs, 20 surface runs) take ~10.5 min in all, of which
+    the surface runs' MD ~1.7 min. That is affordable, and GFN1-xTB, an electronic
     structure method, describes the sp2/pi bonding of low-density and surface
     carbon, closer in kind to the paper's DFT than Tersoff's short-ranged
     (2.1 A) empirical bond order. ``reference: tersoff`` gives Tersoff labels
@@ -103,6 +109,9 @@ GAP17_REFERENCE = "DFT (LDA, CASTEP), GAP-17 training set"
 #: what the generated labels stand in for
 STAND_IN_FOR = "DFT (LDA, CASTEP) of the GAP-17 training set (Deringer & Csanyi, PRB 95, 094203 (2017))"
 
+#: surface j draws from numpy default_rng([seed, SURFACE_SEED_OFFSET + j]); bulk run k from [seed, k]
+SURFACE_SEED_OFFSET = 1_000_000
+
 #: GAP-17 config_type -> subset
 GAP17_SUBSETS = {"bulk_amo": "bulk", "surf_amo": "surface"}
 
@@ -124,7 +133,7 @@ class Params:
     quench_steps: int = 400  # MD steps of the linear quench, melt_temperature -> quench_temperature
     snapshots_per_run: int = 5  # structures kept per run, evenly spaced, the last at the end of the quench
     # --- surfaces ---
-    n_surfaces: int = 10  # slabs cut from the quenched cells (runs spread evenly over the densities)
+    n_surfaces: int = 10  # slabs, each from a melt-quench run of its own (densities spread evenly over `densities`)
     vacuum: float = 10.0  # vacuum gap added along z (A)
     surface_anneal_temperature: float = 1000.0  # Langevin temperature of the slab anneal (K)
     surface_anneal_steps: int = 150  # MD steps of the slab anneal (0: label the cut slab as is)
@@ -324,6 +333,9 @@ def _check_params(params: Params) -> None:
     for name in ("runs_per_density", "n_atoms", "snapshots_per_run"):
         if getattr(params, name) < 1:
             raise ValueError(f"{name} = {getattr(params, name)} must be at least 1")
+    n_runs = len(params.densities) * params.runs_per_density
+    if n_runs > SURFACE_SEED_OFFSET:
+        raise ValueError(f"{n_runs} bulk runs: more than {SURFACE_SEED_OFFSET}, the seeds would meet the surfaces'")
     for name in ("melt_steps", "quench_steps", "n_surfaces", "surface_anneal_steps"):
         if getattr(params, name) < 0:
             raise ValueError(f"{name} = {getattr(params, name)} must not be negative")
@@ -351,11 +363,33 @@ def _label(atoms: Atoms, params: Params, calc, settings: dict, where: str) -> At
     return labelled
 
 
+def _melt_quench_run(
+    rho: float, params: Params, tersoff, rng: np.random.Generator, keep_last_only: bool = False
+) -> list[tuple[int, float, Atoms]]:
+    """One melt-quench run at density ``rho`` from random positions: :func:`melt_quench`'s snapshots.
+
+    ``keep_last_only``: the run of a surface slab, of which only the quenched cell is used (one snapshot,
+    at the end of the quench).
+    """
+    length = cube_length(params.n_atoms, rho, params.amu_g)
+    atoms = Atoms(
+        numbers=np.full(params.n_atoms, 6),
+        positions=random_positions(params.n_atoms, length, params.min_distance, rng),
+        cell=np.eye(3) * length,
+        pbc=True,
+    )
+    if keep_last_only:
+        params = dataclasses.replace(params, snapshots_per_run=1)
+    return melt_quench(atoms, tersoff, params, rng)
+
+
 def generate(params: Params, seed: int) -> list[Atoms]:
     """Bulk amorphous carbon by melt-quench and cleaved surfaces, labelled, split as in the paper.
 
-    Deterministic under ``seed``: run ``k`` draws from ``numpy.random.default_rng([seed, k])``
-    and surface ``j`` from ``default_rng([seed, 1_000_000 + j])``.
+    Deterministic under ``seed``: bulk run ``k`` draws from ``numpy.random.default_rng([seed, k])``;
+    surface ``j`` (its own melt-quench run, its cut and its anneal) from
+    ``default_rng([seed, SURFACE_SEED_OFFSET + j])``. The run ids (``info["run"]``) of the surfaces follow
+    those of the bulk runs: no surface shares a run with a bulk structure.
 
     Returns
     -------
@@ -368,30 +402,21 @@ def generate(params: Params, seed: int) -> list[Atoms]:
     tersoff = references.tersoff_calculator()
     calc, settings = _labeller(params)
     frames: list[Atoms] = []
-    quenched: list[Atoms] = []
     run = 0
     for rho in params.densities:
         for _ in range(params.runs_per_density):
-            rng = np.random.default_rng([seed, run])
-            length = cube_length(params.n_atoms, rho, params.amu_g)
-            atoms = Atoms(
-                numbers=np.full(params.n_atoms, 6),
-                positions=random_positions(params.n_atoms, length, params.min_distance, rng),
-                cell=np.eye(3) * length,
-                pbc=True,
-            )
-            for step, temp, snap in melt_quench(atoms, tersoff, params, rng):
+            for step, temp, snap in _melt_quench_run(rho, params, tersoff, np.random.default_rng([seed, run])):
                 snap.info.update(subset="bulk", density=float(rho), run=run, md_step=step, md_temperature=temp)
                 frames.append(_label(snap, params, calc, settings, f"run {run} (rho {rho} g/cm3), step {step}"))
-            final = atoms.copy()
-            final.wrap()
-            final.info.update(density=float(rho), run=run)
-            quenched.append(final)
             run += 1
 
+    n_bulk_runs = run
     for j in range(params.n_surfaces):
-        rng = np.random.default_rng([seed, 1_000_000 + j])
-        source = quenched[(j * len(quenched)) // params.n_surfaces]
+        # a run of its own: the slab shares no MD trajectory with any bulk structure (GAP-17's surf_amo are
+        # separate simulations too); its last snapshot is cut, nothing else of the run is kept
+        rng = np.random.default_rng([seed, SURFACE_SEED_OFFSET + j])
+        rho = float(params.densities[(j * len(params.densities)) // params.n_surfaces])
+        source = _melt_quench_run(rho, params, tersoff, rng, keep_last_only=True)[-1][2]
         cut = float(rng.uniform(0.0, source.cell[2, 2]))
         slab = cleave(source, params.vacuum, cut)
         if params.surface_anneal_steps > 0:
@@ -405,14 +430,14 @@ def generate(params: Params, seed: int) -> list[Atoms]:
         slab.info = dict(
             subset="surface",
             slab=j,
-            density=source.info["density"],
-            run=source.info["run"],
+            density=rho,
+            run=n_bulk_runs + j,
             md_step=params.surface_anneal_steps,
             md_temperature=params.surface_anneal_temperature,
             cut_height=cut,
             vacuum=params.vacuum,
         )
-        frames.append(_label(slab, params, calc, settings, f"surface {j} (from run {source.info['run']})"))
+        frames.append(_label(slab, params, calc, settings, f"surface {j} (run {n_bulk_runs + j}, rho {rho} g/cm3)"))
     return prepare(frames, params, seed)
 
 
