@@ -14,19 +14,58 @@ features; the target is the atom with the lowest LPR. Small structures around it
 
 - ``original``: the whole frame (the baseline);
 - ``carving``: the non-periodic sphere of radius ``environment_radius`` around the target;
-- ``periodic``: :func:`~rigidity.embedding.periodic_embedding`, a cube tightly around
-  that sphere (``buffer`` 0, the paper's "cube tightly containing the local
-  environment"), buffer atoms displaced by N(0, ``sigma``), the cell enlarged until no
-  two atoms are closer than ``min_distance``;
-- ``high_symmetry``: :func:`~rigidity.embedding.high_symmetry_embedding` into a diamond
-  supercell; the pure diamond supercell is added too (once, however many embeddings).
+- ``periodic``: :func:`~rigidity.embedding.periodic_embedding`, the cube of half-width
+  ``environment_radius`` + ``buffer`` around the target (``buffer`` 0: the paper's "cube
+  tightly containing the local environment") in a periodic cell, buffer atoms displaced by
+  N(0, ``sigma``) and kept ``min_distance`` apart;
+- ``high_symmetry``: :func:`~rigidity.embedding.high_symmetry_embedding`, the sphere of radius
+  ``environment_radius`` + ``buffer`` inserted into a diamond supercell (lattice constant
+  ``lattice_constant``); the pure diamond supercell is added too (once, however many embeddings);
+- ``diamond``: the pure diamond cell alone (n = 1 only), which the paper's code reports as its
+  n = 1 point of the HS curve.
+
+Each embedding is built by every named rule pair of ``constructions`` (column
+``construction`` of the table; original, carving and diamond rows are the same structures
+under every construction and are repeated so that each construction's rows are complete):
+
+- ``paper`` (the default, the paper's code section_4b/embed_FG.py and embed_SC.py): the
+  periodic cell has the fixed edge 2 (r + buffer) + min_distance + 1.5 sigma (8.8 A at r =
+  3.75 A, buffer 0, 1 A, 0.2 A), and every diamond site within r + buffer + min_distance +
+  1.5 sigma (5.05 A) of the insertion point is removed;
+- ``tight`` (the project's first construction): the smallest contact-free periodic cell
+  (edge 2 (r + buffer) + k 0.1 A), and diamond sites removed only within r (and within
+  min_distance of an inserted atom).
 
 For n in ``n_added``, the table records the target's LPR enhancement
 LPR_after / LPR_before - 1: n copies of the frame or of the carved cluster (the same
 structure, as in the paper's Fig. 5c), or n embeddings with fresh random buffer
-displacements. The environment radius (3.75 A) exceeds the model cutoff (3.7 A), so
-every construction keeps the target's model environment exactly; the analysis checks
-that its local features are unchanged (to 1e-8 relative) before it computes anything.
+displacements (the k-th embedding of every construction drawn from the same seed). The
+environment radius (3.75 A, the paper's r_cut of the embeddings) exceeds the model cutoff
+(3.7 A), so every construction keeps the target's model environment exactly; the analysis
+checks that its local features are unchanged (to 1e-8 relative) before it computes anything.
+
+The paper's numbers (its Fig. 5b, c and text): the whole frame and the carved cluster
+slightly below 0.2 %, one periodic embedding 0.5 %, one HS embedding with the diamond cell
+0.8 % (its code's n = 1 point, which is the diamond cell alone: the ``diamond`` row), ten
+periodic embeddings 7.7 %; they compare with the rows (``paper``, strategy, 1) and
+(``paper``, ``periodic``, 10).
+
+Departures from the paper:
+
+- buffer atoms never enter the target's cutoff sphere (nor the HS centre's): the paper's
+  code displaces them freely, so that its embeddings do not contain the target's
+  environment exactly (at the paper's frame and settings, 0 to 4 buffer atoms inside 3.7 A
+  and up to 6.5 % change of the target's largest LE-ACE feature in 20 draws); keeping them
+  out is what the method intends, and is done in both constructions;
+- the HS rows at n add n embeddings plus the diamond cell, as the text says; the paper's
+  code adds the diamond cell plus n - 1 embeddings (its n = 1 is the ``diamond`` row);
+- diamond's lattice constant is ``lattice_constant`` (3.567 A, experiment), the paper's
+  Materials Project cell (mp-66) has 3.5607 A;
+- ``tight`` rows: the project's earlier constructions, kept for comparison (table column
+  ``construction``; columns ``periodic_cell_edge``, ``hs_carve_radius`` and the atom counts
+  say what each built);
+- the covariance and the frame at the quick scale are the project's offline stand-ins
+  (GFN1-xTB carbon structures, a Tersoff liquid frame), not GAP-17 DFT and the paper's MD frame.
 
 Reference: the LPR needs no labels; the table records the reference of the carbon
 structures in H and of the frame (GFN1-xTB and Tersoff at the default scales, not DFT).
@@ -51,23 +90,40 @@ from .models import le_ace
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("original", "carving", "periodic", "high_symmetry")
+STRATEGIES = ("original", "carving", "periodic", "high_symmetry", "diamond")
 LABELS = {"original": "original structure", "carving": "cluster carving", "periodic": "periodic embedding",
-          "high_symmetry": "HS embedding"}
+          "high_symmetry": "HS embedding (+ diamond)", "diamond": "diamond cell alone"}
 #: what analyse() returns, and the file type of each (results/<scale>/tables/fig5_active_learning.<name>.<ext>)
 OUTPUTS = {"table": "csv", "structures": "extxyz"}
-COLOURS = {"original": "0.45", "carving": "C1", "periodic": "C0", "high_symmetry": "C3"}
+COLOURS = {"original": "0.45", "carving": "C1", "periodic": "C0", "high_symmetry": "C3", "diamond": "C2"}
+#: values of the construction rules (rigidity.embedding's ``cell`` and ``carve_radius``)
+PERIODIC_CELLS = ("paper", "smallest")
+HS_CARVE_RADII = ("paper", "cutoff")
+
+
+@dataclass
+class Construction:
+    """One way of building the embeddings: the rules of rigidity.embedding."""
+
+    periodic_cell: str = MISSING  # paper: edge 2 (r + buffer) + min_distance + 1.5 sigma | smallest: contact-free
+    hs_carve_radius: str = MISSING  # paper: r + buffer + min_distance + 1.5 sigma | cutoff: r | a radius in A
 
 
 @dataclass
 class Settings(ExperimentConfig):
     environment_radius: float = MISSING  # A, radius of the carved sphere and of the environment every embedding keeps
-    buffer: float = 0.0  # A, extra half-width of the periodic cube beyond the sphere (0: the text's tight cube)
+    buffer: float = 0.0  # A, extra half-width of the periodic cube and extra radius of the HS sphere (0: the text's)
     sigma: float = MISSING  # A, standard deviation of buffer-atom displacements
-    min_distance: float = MISSING  # A, no two atoms closer in an embedding
+    min_distance: float = MISSING  # A, no two atoms closer in an embedding (the paper's contact distance)
     lattice_constant: float = MISSING  # A, diamond carbon of the high-symmetry embedding
     embedding_seed: int = MISSING  # numpy SeedSequence of the buffer displacements, one child per embedding
     n_added: list[int] = MISSING  # structures added per strategy (panel c)
+    constructions: dict[str, Construction] = MISSING  # named rule pairs; the first is drawn in panel a
+
+
+def _carve_radius(value: str):
+    """The ``carve_radius`` argument of a construction: a rule name or a radius in A."""
+    return value if value in HS_CARVE_RADII else float(value)
 
 
 def check(cfg: DictConfig) -> None:
@@ -80,27 +136,53 @@ def check(cfg: DictConfig) -> None:
         raise ValueError(f"experiment.environment_radius = {s.environment_radius} A is below the model cutoff "
                          f"{model.descriptor.cutoff} A: "
                          f"the constructions would not keep the target's model environment")
+    if not s.constructions:
+        raise ValueError("experiment.constructions must name at least one construction, got none")
+    for name, c in s.constructions.items():
+        if c.periodic_cell not in PERIODIC_CELLS:
+            raise ValueError(f"experiment.constructions.{name}.periodic_cell must be one of {PERIODIC_CELLS}, "
+                             f"got {c.periodic_cell!r}")
+        try:
+            radius = _carve_radius(c.hs_carve_radius)
+        except ValueError:
+            raise ValueError(f"experiment.constructions.{name}.hs_carve_radius must be one of {HS_CARVE_RADII} or a "
+                             f"radius in A, got {c.hs_carve_radius!r}") from None
+        if not isinstance(radius, str) and not radius >= s.environment_radius:
+            raise ValueError(f"experiment.constructions.{name}.hs_carve_radius = {radius} A is below "
+                             f"experiment.environment_radius = {s.environment_radius} A")
     if len(s.features) != 1 or s.features[0].kind != "atoms" or len(s.hessians) != 1:
         raise ValueError("experiment.features must name the frame's per-atom features and experiment.hessians the "
                          f"one covariance, got {s.features} and {s.hessians}")
     le_ace.check(model)
 
 
-def build_structures(frame, target: int, s: Settings) -> dict[str, list]:
-    """The small structures of every strategy around atom ``target`` of ``frame``: lists of ASE Atoms."""
+def build_structures(frame, target: int, s: Settings) -> dict[str, dict[str, list]]:
+    """The small structures of every strategy around atom ``target`` of ``frame``, per construction.
+
+    Returns ``{construction: {strategy: [ASE Atoms, ...]}}``; "diamond" holds the
+    pure diamond supercell of the construction (the strategy "diamond"). The frame and the carved cluster are the same
+    objects under every construction.
+    """
     from rigidity.embedding import carve_cluster, high_symmetry_embedding, periodic_embedding
 
     radius, n = float(s.environment_radius), max(int(k) for k in s.n_added)
-    # one seed sequence per construction: the k-th embedding is the same whatever the largest n
+    common = dict(sigma=float(s.sigma), min_distance=float(s.min_distance), buffer=float(s.buffer))
+    # one seed sequence per strategy, shared by the constructions: the k-th embedding is the same whatever the
+    # largest n, and every construction starts its k-th embedding from the same draw
     seeds_periodic, seeds_hs = (q.spawn(n) for q in np.random.SeedSequence(int(s.embedding_seed)).spawn(2))
-    periodic = [periodic_embedding(frame, target, radius, sigma=float(s.sigma),
-                                   min_distance=float(s.min_distance), rng=np.random.default_rng(seeds_periodic[k]),
-                                   buffer=float(s.buffer)) for k in range(n)]
-    hs = [high_symmetry_embedding(frame, target, radius, lattice_constant=float(s.lattice_constant),
-                                  min_distance=float(s.min_distance), sigma=float(s.sigma),
-                                  rng=np.random.default_rng(seeds_hs[k])) for k in range(n)]
-    return {"original": [frame], "carving": [carve_cluster(frame, target, radius)], "periodic": periodic,
-            "high_symmetry": [e for e, _ in hs], "diamond": [hs[0][1]]}
+    cluster = carve_cluster(frame, target, radius)
+    out = {}
+    for name, c in s.constructions.items():
+        periodic = [periodic_embedding(frame, target, radius, rng=np.random.default_rng(seeds_periodic[k]),
+                                       cell=c.periodic_cell, **common) for k in range(n)]
+        hs = [high_symmetry_embedding(frame, target, radius, lattice_constant=float(s.lattice_constant),
+                                      rng=np.random.default_rng(seeds_hs[k]),
+                                      carve_radius=_carve_radius(c.hs_carve_radius), **common) for k in range(n)]
+        for atoms in periodic + [e for e, _ in hs] + [hs[0][1]]:
+            atoms.info["construction"] = name
+        out[name] = {"original": [frame], "carving": [cluster], "periodic": periodic,
+                     "high_symmetry": [e for e, _ in hs], "diamond": [hs[0][1]]}
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -161,6 +243,10 @@ def added_rows(data: dict, strategy: str, n: int) -> tuple[np.ndarray, np.ndarra
     G = data[f"G_{strategy}"]
     if strategy in ("original", "carving"):  # the same structure n times
         return G[:1], np.array([float(n)])
+    if strategy == "diamond":
+        if n != 1:
+            raise ValueError(f"the diamond cell alone is one structure, {n} asked for")
+        return G[:1], np.ones(1)
     if n > len(G):
         raise ValueError(f"{n} {strategy} structures asked for, {len(G)} built (experiment.n_added)")
     rows = G[:n]
@@ -169,11 +255,35 @@ def added_rows(data: dict, strategy: str, n: int) -> tuple[np.ndarray, np.ndarra
     return rows, np.ones(len(rows))
 
 
+def _sizes(periodic, hs) -> dict:
+    """Cell edge, carve radius and atom counts of one periodic and one HS embedding (table columns)."""
+    return dict(periodic_cell_edge=float(periodic.info["cell_edge"]), periodic_atoms=len(periodic),
+                periodic_buffer_atoms=int(periodic.info["n_buffer"]), hs_carve_radius=float(hs.info["carve_radius"]),
+                hs_supercell=int(hs.info["supercell"]), hs_atoms=len(hs), hs_buffer_atoms=int(hs.info["n_buffer"]))
+
+
+def construction_features(ace, structures: dict[str, dict[str, list]], F: np.ndarray, target: int):
+    """:func:`embedding_features` of every construction; the shared frame and cluster are featurised once."""
+    data, checks, shared = {}, {}, {}
+    for name, group in structures.items():
+        todo = {k: v for k, v in group.items() if k not in shared}
+        arrays, check = embedding_features(ace, todo, F, target)
+        for k in ("original", "carving"):
+            if k in todo:
+                shared[k] = {key: arrays[key] for key in (f"G_{k}", f"n_atoms_{k}")}
+                if k in check:
+                    checks[k] = check.pop(k)
+        data[name] = {**{key: v for d in shared.values() for key, v in d.items()}, **arrays}
+        checks.update({f"{k}/{name}": v for k, v in check.items()})
+    return data, checks
+
+
 def analyse(cfg: DictConfig) -> dict:
     """The target (lowest LPR of the frame), the structures built around it and its LPR enhancement by each.
 
-    Returns the table and the structures of panel a (the frame, then one carved, periodic,
-    high-symmetry and diamond structure).
+    Returns the table (one row per construction, strategy and number added) and the structures
+    of panel a: the frame, the carved cluster, then one periodic, one high-symmetry and the
+    diamond structure of each construction (the first construction's first).
     """
     import pandas as pd
 
@@ -185,53 +295,64 @@ def analyse(cfg: DictConfig) -> dict:
     target = int(np.argmin(lpr))
     log.info("target: atom %d, LPR %.4g (median LPR of the frame %.4g)", target, lpr[target], np.median(lpr))
     structures = build_structures(frame, target, s)
-    data, _ = embedding_features(le_ace.descriptor(model), structures, F, target)
+    data, _ = construction_features(le_ace.descriptor(model), structures, F, target)
     f = F[target][None]
-    g_frame = data["G_original"]
+    g_frame = next(iter(data.values()))["G_original"]
     lpr0, pr0 = float(h.lpr(f)[0]), float(h.pr(g_frame)[0])
     records = []
-    for strategy in STRATEGIES:
-        for n in s.n_added:
-            rows, weights = added_rows(data, strategy, int(n))
-            h1 = h.updated(rows, weights=weights)
-            lpr1 = float(h1.lpr(f)[0])
-            n_atoms = data[f"n_atoms_{strategy}"]
-            atoms = int(n_atoms[0]) * int(n) if len(n_atoms) == 1 else int(n_atoms[: int(n)].sum())
-            if strategy == "high_symmetry":
-                atoms += int(data["n_atoms_diamond"][0])
-            records.append(dict(strategy=strategy, n_added=int(n), atoms_added=atoms, lpr_before=lpr0, lpr_after=lpr1,
-                                lpr_enhancement_percent=100.0 * (lpr1 / lpr0 - 1.0),
-                                frame_pr_ratio=float(h1.pr(g_frame)[0]) / pr0))
+    for construction, d in data.items():
+        for strategy in STRATEGIES:
+            for n in ([1] if strategy == "diamond" else s.n_added):
+                rows, weights = added_rows(d, strategy, int(n))
+                h1 = h.updated(rows, weights=weights)
+                lpr1 = float(h1.lpr(f)[0])
+                n_atoms = d[f"n_atoms_{strategy}"]
+                atoms = int(n_atoms[0]) * int(n) if len(n_atoms) == 1 else int(n_atoms[: int(n)].sum())
+                if strategy == "high_symmetry":
+                    atoms += int(d["n_atoms_diamond"][0])
+                records.append(dict(construction=construction, strategy=strategy, n_added=int(n), atoms_added=atoms,
+                                    lpr_before=lpr0, lpr_after=lpr1,
+                                    lpr_enhancement_percent=100.0 * (lpr1 / lpr0 - 1.0),
+                                    frame_pr_ratio=float(h1.pr(g_frame)[0]) / pr0))
     table = pd.DataFrame(records)
+    built = {name: _sizes(g["periodic"][0], g["high_symmetry"][0]) for name, g in structures.items()}
+    for column in next(iter(built.values())):  # what each construction built (its first embedding of each kind)
+        table[column] = table["construction"].map({name: b[column] for name, b in built.items()})
     table["target_atom"], table["frame_atoms"] = target, len(lpr)
     table["frame_lpr_median"], table["n_covariance"] = float(np.median(lpr)), h.n_rows
-    one = table[table["n_added"] == table["n_added"].min()].set_index("strategy")["lpr_enhancement_percent"]
+    one = table[table["n_added"] == 1].set_index(["construction", "strategy"])["lpr_enhancement_percent"]
     log.info("LPR enhancement with one structure (%%): %s", one.round(3).to_dict())
     methods = f"H: {h.metadata.get('reference_method', 'unknown')}; frame: {reference_methods([frame])}"
-    shown = [frame] + [structures[k][0] for k in ("carving", "periodic", "high_symmetry", "diamond")]
+    first = next(iter(structures.values()))
+    shown = [frame, first["carving"][0]] + [g[k][0] for g in structures.values()
+                                            for k in ("periodic", "high_symmetry", "diamond")]
     return {"table": Table(table, methods), "structures": shown}
 
 
 def _draw_structures(axes, path: Path, radius: float) -> None:
-    """Panel a: the target's neighbourhood in the frame, and the carved, periodic and HS structures."""
+    """Panel a: the target's neighbourhood in the frame, and the carved, periodic and HS structures.
+
+    The periodic and HS structures are those of the first construction (stored right after the cluster).
+    """
     import ase.io
     from ase.visualize.plot import plot_atoms
 
-    frame, cluster, periodic, hs, _ = ase.io.read(path, ":")
+    frame, cluster, periodic, hs = ase.io.read(path, ":")[:4]
     target = int(cluster.info["centre_index"])
     vectors = frame.get_distances(target, range(len(frame)), mic=True, vector=True)
     d = np.linalg.norm(vectors, axis=1)
     near = frame[np.flatnonzero(d < 2 * radius)]  # the frame is too large to draw whole: 2 r_env around the target,
     near.positions = vectors[d < 2 * radius]  # unwrapped (minimum image)
     near.pbc, near.cell = False, None
+    construction = periodic.info.get("construction", "")
     shown = [("original (2 r_env around the target)", near, d[d < 2 * radius] < radius),
              ("cluster carving", cluster, np.ones(len(cluster), bool)),
-             ("periodic embedding", periodic, ~periodic.arrays["buffer"]),
-             ("HS embedding", hs, ~hs.arrays["buffer"])]
+             (f"periodic embedding ({construction})", periodic, ~periodic.arrays["buffer"]),
+             (f"HS embedding ({construction})", hs, ~hs.arrays["buffer"])]
     for ax, (title, atoms, env) in zip(axes, shown):
         colours = np.where(env, "#3b6fd6", "#c8c8c8").tolist()
         colours[0 if title != shown[0][0] else int(np.argmin(d[d < 2 * radius]))] = "#ffd400"
-        if title == "HS embedding":
+        if atoms is hs:
             hs_env = np.zeros(len(atoms), bool)
             hs_env[int(atoms.info["n_environment"]):
                    int(atoms.info["n_environment"]) + int(atoms.info["n_hs_environment"])] = True
@@ -241,35 +362,54 @@ def _draw_structures(axes, path: Path, radius: float) -> None:
         ax.set_axis_off()
 
 
+#: strategies whose rows are the same under every construction: drawn once (the diamond cell's mean row is any
+#: of its atoms' rows, whatever the supercell)
+SHARED = ("original", "carving", "diamond")
+
+
 def plot(cfg: DictConfig):
-    """(a) the structures, (b) LPR enhancement with one added structure, (c) against the number added."""
+    """(a) the structures, (b) LPR enhancement with one added structure, (c) against the number added.
+
+    The first construction is drawn solid, the others hatched (b) or dashed (c).
+    """
     import matplotlib.pyplot as plt
 
     t = read_table(input_path(cfg, "table"))
     scale, reference = t["scale"].iloc[0], t["reference_method"].iloc[0]
-    fig = plt.figure(figsize=(12, 7.5), constrained_layout=True)
+    constructions = list(dict.fromkeys(t["construction"]))
+    fig = plt.figure(figsize=(13, 7.5), constrained_layout=True)
     grid = fig.add_gridspec(2, 4, height_ratios=[1, 1.15])
     _draw_structures([fig.add_subplot(grid[0, k]) for k in range(4)], Path(input_path(cfg, "structures")),
                      float(cfg.experiment.environment_radius))
     ax_b, ax_c = fig.add_subplot(grid[1, :2]), fig.add_subplot(grid[1, 2:])
-    n1 = int(t["n_added"].min())
-    one = t[t["n_added"] == n1].set_index("strategy").loc[list(STRATEGIES)]
-    bars = ax_b.bar([LABELS[s] for s in STRATEGIES], one["lpr_enhancement_percent"],
-                    color=[COLOURS[s] for s in STRATEGIES])
-    ax_b.bar_label(bars, fmt="%.3g %%", fontsize=8)
+    one = t[t["n_added"] == 1].set_index(["construction", "strategy"])["lpr_enhancement_percent"]
+    bars = [(s, c) for s in STRATEGIES for c in (constructions[:1] if s in SHARED else constructions)]
+    heights = [one.loc[(c, s)] for s, c in bars]
+    drawn = ax_b.bar(range(len(bars)), heights, color=[COLOURS[s] for s, _ in bars],
+                     hatch=[None if c == constructions[0] else "//" for _, c in bars], edgecolor="k", linewidth=0.5)
+    ax_b.bar_label(drawn, fmt="%.3g %%", fontsize=7)
+    ax_b.set_xticks(range(len(bars)), [LABELS[s] + ("" if s in SHARED else f"\n({c})") for s, c in bars],
+                   fontsize=7, rotation=30, ha="right")
     ax_b.set_ylabel("LPR enhancement of the target atom (%)")
-    ax_b.set_title(f"(b) {n1} added structure" + (" (+ the diamond cell for HS)" if n1 == 1 else "s"), fontsize=9)
-    ax_b.tick_params(axis="x", labelsize=8)
-    for s in STRATEGIES:
-        d = t[t["strategy"] == s].sort_values("n_added")
-        ax_c.plot(d["n_added"], d["lpr_enhancement_percent"], "o-", color=COLOURS[s], label=LABELS[s], ms=4)
+    ax_b.set_title("(b) one added structure (HS: + the diamond cell)", fontsize=9)
+    for c in constructions:
+        style = "o-" if c == constructions[0] else "s--"
+        for s in STRATEGIES:
+            if s == "diamond" or (s in SHARED and c != constructions[0]):
+                continue
+            d = t[(t["strategy"] == s) & (t["construction"] == c)].sort_values("n_added")
+            label = LABELS[s] + ("" if s in SHARED else f" ({c})")
+            ax_c.plot(d["n_added"], d["lpr_enhancement_percent"], style, color=COLOURS[s], label=label, ms=4)
+    ax_c.plot([1], [one.loc[(constructions[0], "diamond")]], "*", color=COLOURS["diamond"], ms=9,
+              label=LABELS["diamond"])
     ax_c.set_xscale("log")
     ax_c.set_yscale("log")
     ax_c.set_xlabel("added structures (original, carving: the same one repeated)")
     ax_c.set_ylabel("LPR enhancement of the target atom (%)")
     ax_c.set_title("(c) LPR enhancement against the number of added structures", fontsize=9)
-    ax_c.legend(fontsize=8)
+    ax_c.legend(fontsize=7)
     fig.suptitle(f"Fig. 5: LPR-guided active learning, atom {int(t['target_atom'].iloc[0])} of a "
                  f"{int(t['frame_atoms'].iloc[0])}-atom liquid carbon frame, LE-ACE covariance of "
-                 f"{int(t['n_covariance'].iloc[0])} structures.\nReference: {reference}; scale: {scale}", fontsize=9)
+                 f"{int(t['n_covariance'].iloc[0])} structures; constructions {', '.join(constructions)}."
+                 f"\nReference: {reference}; scale: {scale}", fontsize=9)
     return fig

@@ -10,6 +10,17 @@ that contain that environment to the training set. Three constructions:
 * :func:`high_symmetry_embedding`: the environment inserted into a diamond supercell
   that also keeps one intact diamond environment, plus the pure diamond supercell.
 
+Both embeddings follow the paper's code (section_4b/embed_FG.py, embed_SC.py) by default:
+the periodic cell has the fixed edge :math:`2 (r_c + b) + d_\mathrm{min} + 1.5\,\sigma`
+(:func:`periodic_cell_edge`, ``cell="paper"``) and the diamond supercell loses every site
+within :math:`r_c + b + d_\mathrm{min} + 1.5\,\sigma` of the insertion point
+(:func:`hs_carve_radius`, ``carve_radius="paper"``), with :math:`b` the buffer width and
+:math:`d_\mathrm{min}` the contact distance. ``cell="smallest"`` (the smallest
+contact-free cell) and ``carve_radius="cutoff"`` (diamond sites kept up to :math:`r_c`)
+are the project's earlier, tighter constructions. One departure from the paper's code
+everywhere: its displaced buffer atoms may enter the target's cutoff sphere (changing
+the target's features); here they never do.
+
 Conventions shared by all of them:
 
 * lengths in angstrom (A);
@@ -43,7 +54,8 @@ from scipy.spatial import cKDTree
 if TYPE_CHECKING:  # pragma: no cover
     from ase import Atoms
 
-__all__ = ["carve_cluster", "periodic_embedding", "high_symmetry_embedding", "environment", "Environment"]
+__all__ = ["carve_cluster", "periodic_embedding", "high_symmetry_embedding", "environment", "Environment",
+           "periodic_cell_edge", "hs_carve_radius"]
 
 #: A. Atoms placed by a construction stay at least cutoff + _TOL from a kept centre, so that
 #: rounding (~1e-14 A) cannot move them across the cutoff sphere.
@@ -283,6 +295,38 @@ def carve_cluster(atoms: Atoms, index: int, cutoff: float) -> Atoms:
     return cluster
 
 
+def periodic_cell_edge(cutoff: float, buffer: float = 0.0, min_distance: float = 1.0, sigma: float = 0.2) -> float:
+    r"""Edge of the paper's periodic-embedding cell, A (its code, section_4b/embed_FG.py).
+
+    .. math:: L = 2 (r_c + b) + d_\mathrm{min} + 1.5\,\sigma
+
+    the cube of half-width :math:`r_c + b` around the target plus a gap of the contact
+    distance and 1.5 displacement widths between it and its periodic images: 8.8 A for the
+    paper's :math:`r_c` = 3.75 A, :math:`b` = 0, :math:`d_\mathrm{min}` = 1 A, :math:`\sigma` = 0.2 A.
+    """
+    cutoff = _positive(cutoff, "cutoff")
+    buffer = _positive(buffer, "buffer", allow_zero=True)
+    min_distance = _positive(min_distance, "min_distance")
+    sigma = _positive(sigma, "sigma", allow_zero=True)
+    return 2.0 * (cutoff + buffer) + min_distance + 1.5 * sigma
+
+
+def hs_carve_radius(cutoff: float, buffer: float = 0.0, min_distance: float = 1.0, sigma: float = 0.2) -> float:
+    r"""Radius of the sphere the paper carves out of the diamond supercell, A (section_4b/embed_SC.py).
+
+    .. math:: R = r_c + b + d_\mathrm{min} + 1.5\,\sigma
+
+    the inserted sphere of radius :math:`r_c + b` plus the contact distance and 1.5
+    displacement widths: 5.05 A for :math:`r_c` = 3.75 A, :math:`b` = 0, :math:`d_\mathrm{min}` = 1 A,
+    :math:`\sigma` = 0.2 A.
+    """
+    cutoff = _positive(cutoff, "cutoff")
+    buffer = _positive(buffer, "buffer", allow_zero=True)
+    min_distance = _positive(min_distance, "min_distance")
+    sigma = _positive(sigma, "sigma", allow_zero=True)
+    return cutoff + buffer + min_distance + 1.5 * sigma
+
+
 def periodic_embedding(
     atoms: Atoms,
     index: int,
@@ -293,6 +337,7 @@ def periodic_embedding(
     step: float = 0.1,
     *,
     buffer: float = 0.0,
+    cell: str = "paper",
     max_enlargement: float = 5.0,
 ) -> Atoms:
     r"""A small periodic cell around the target environment (paper Fig. 5a, "periodic embedding").
@@ -302,43 +347,55 @@ def periodic_embedding(
     1. *Cube*: every atom or periodic image with :math:`-h \le d_k < h` for k = x, y, z (a
        cube of edge :math:`L_0 = 2h` centred on the target). Those with :math:`|\mathbf d| < r_c`
        form the target environment and are kept exactly; the others are *buffer atoms*.
-    2. *Displacement*: each coordinate of each buffer atom is moved by an independent
+    2. *Cell*, by the rule ``cell``:
+
+       * ``"paper"`` (default; the paper's code): a cubic cell of fixed edge
+         :math:`L = 2h + ` ``min_distance`` :math:`+ 1.5\,` ``sigma`` (:func:`periodic_cell_edge`;
+         8.8 A at :math:`r_c` = 3.75 A, buffer 0, ``min_distance`` 1 A, ``sigma`` 0.2 A);
+       * ``"smallest"``: the smallest edge :math:`L = L_0 + k\,` ``step``, :math:`k = 0, 1, \dots`,
+         at which the displaced atoms (step 3, drawn once in the open cube) have no two atoms
+         closer than ``min_distance`` (minimum image, an atom and its own images included) and no
+         periodic image of a buffer atom within :math:`r_c + 10^{-6}` A of the target.
+
+    3. *Displacement*: each coordinate of each buffer atom is moved by an independent
        N(0, ``sigma``:sup:`2`) draw. A buffer atom's draw is rejected and redrawn while the atom
-       would lie within :math:`r_c + 10^{-6}` A of the target, or closer than ``min_distance`` to
-       any other atom of the cube (direct distances; both atoms of a buffer-buffer contact are
-       redrawn). The result is a Gaussian conditioned on those constraints, so the spread is
-       slightly below ``sigma`` where the constraints bite.
-    3. *Cell*: a cubic periodic cell of edge :math:`L = L_0 + k\,` ``step`` for the smallest
-       :math:`k = 0, 1, \dots` at which no two atoms are closer than ``min_distance`` (minimum
-       image, an atom and its own images included) and no periodic image of a buffer atom lies
-       within :math:`r_c + 10^{-6}` A of the target. The atoms are not rescaled: the target stays
-       at the cell centre :math:`(L/2, L/2, L/2)`, every atom at :math:`L/2 + \mathbf d`
-       (+ displacement), and enlarging the cell only widens the gap between periodic images.
-       Buffer atoms that left the cell are wrapped back into it.
+       (any periodic image of it, for ``"paper"``) would lie within :math:`r_c + 10^{-6}` A of the
+       target, or closer than ``min_distance`` to any other atom (minimum image in the cell for
+       ``"paper"``, direct distances in the open cube for ``"smallest"``; both atoms of a
+       buffer-buffer contact are redrawn). The result is a Gaussian conditioned on those
+       constraints, so the spread is slightly below ``sigma`` where the constraints bite.
+
+    The atoms are not rescaled: the target sits at the cell centre :math:`(L/2, L/2, L/2)`,
+    every atom at :math:`L/2 + \mathbf d` (+ displacement); buffer atoms that left the cell are
+    wrapped back into it.
 
     Kept exactly: the target environment (species and vectors from the target; no other atom
-    or image within :math:`r_c` of it, since :math:`L \ge 2 r_c`). Random: the buffer
-    displacements, hence also :math:`L`.
+    or image within :math:`r_c` of it, since :math:`L \ge 2 r_c`). The paper's code lets
+    displaced buffer atoms enter the target's cutoff sphere, which changes the target's
+    features; here they are kept out, so the target's environment is exactly the source's.
+    Random: the buffer displacements (and for ``"smallest"`` also :math:`L`).
 
     Parameters
     ----------
     atoms : source structure, periodic or not (a periodic one needs a cell of positive volume).
     index : target atom.
-    cutoff : radius :math:`r_c` of the kept environment, A.
+    cutoff : radius :math:`r_c` of the kept environment, A (paper: 3.75 for a 3.7 A model).
     sigma : standard deviation of each buffer-atom coordinate displacement, A (paper: 0.2).
-    min_distance : smallest allowed interatomic distance in the result, A (paper: 1).
+    min_distance : smallest allowed interatomic distance in the result, A (paper: 1, the
+        "contact distance").
     rng : seed or :class:`numpy.random.Generator` of the displacements (None: fresh entropy).
-    step : enlargement of the cell edge per try, A.
-    buffer : extra half-width of the cube beyond ``cutoff``, A (0: the tight cube of edge
-        :math:`2 r_c`).
-    max_enlargement : largest allowed :math:`L - L_0`, A; beyond it a ValueError is raised.
+    step : enlargement of the cell edge per try, A (``cell="smallest"`` only).
+    buffer : extra half-width of the cube beyond ``cutoff``, A (0: the cube of edge :math:`2 r_c`).
+    cell : ``"paper"`` or ``"smallest"``, the cell rule of step 2.
+    max_enlargement : largest allowed :math:`L - L_0`, A, for ``cell="smallest"``; beyond it a
+        ValueError is raised.
 
     Returns
     -------
     Atoms: cubic cell, ``pbc`` True, target as atom 0, then its environment sorted by
-    distance, then the buffer atoms. ``info``: ``embedding`` ("periodic"), ``centre_index``,
-    ``centre_atom`` (0), ``cutoff``, ``sigma``, ``min_distance``, ``buffer``, ``step``,
-    ``cube_edge`` (:math:`L_0`), ``cell_edge`` (:math:`L`), ``n_environment`` (target
+    distance, then the buffer atoms. ``info``: ``embedding`` ("periodic"), ``cell_rule``,
+    ``centre_index``, ``centre_atom`` (0), ``cutoff``, ``sigma``, ``min_distance``, ``buffer``,
+    ``step``, ``cube_edge`` (:math:`L_0`), ``cell_edge`` (:math:`L`), ``n_environment`` (target
     included), ``n_buffer``. ``arrays``: ``original_index``, ``buffer`` (True for displaced atoms).
     """
     index = _check_index(atoms, index)
@@ -348,6 +405,9 @@ def periodic_embedding(
     step = _positive(step, "step")
     buffer = _positive(buffer, "buffer", allow_zero=True)
     max_enlargement = _positive(max_enlargement, "max_enlargement", allow_zero=True)
+    if cell not in ("paper", "smallest"):
+        raise ValueError(f"cell must be 'paper' (the paper's edge 2 (cutoff + buffer) + min_distance + 1.5 sigma) "
+                         f"or 'smallest' (the smallest contact-free edge), got {cell!r}")
     _check_cell(atoms)
     rng = np.random.default_rng(rng)
 
@@ -362,29 +422,33 @@ def periodic_embedding(
     n_fixed = 1 + int(inside.sum())
     _check_fixed_contacts(base[:n_fixed], ids[:n_fixed], min_distance, f"the target environment of atom {index}")
 
-    disp = _displace_buffer(base, n_fixed, sigma, rng, min_distance, [np.zeros(3)], cutoff, None)
-    pos = base + disp
-
-    n_steps = int(math.floor(max_enlargement / step + 1e-9))
-    for k in range(n_steps + 1):
-        edge = edge0 + k * step
-        if edge < min_distance:
-            continue
-        v = _mic(pos[n_fixed:], edge)
-        if np.any(np.einsum("ij,ij->i", v, v) < (cutoff + _TOL) ** 2):
-            continue
-        if len(_contacts(pos, min_distance, edge)) == 0:
-            break
+    if cell == "paper":
+        edge = periodic_cell_edge(cutoff, buffer, min_distance, sigma)
+        # the fixed atoms lie within r_c of the target and L - 2 r_c >= min_distance: no contact through images
+        pos = base + _displace_buffer(base, n_fixed, sigma, rng, min_distance, [np.zeros(3)], cutoff, edge)
     else:
-        raise ValueError(
-            f"periodic embedding of atom {index}: no cell edge from {edge0:.3f} to {edge0 + n_steps * step:.3f} A "
-            f"(max_enlargement={max_enlargement!r} A, step={step!r} A) keeps all atoms min_distance={min_distance!r} A "
-            "apart; raise max_enlargement"
-        )
+        pos = base + _displace_buffer(base, n_fixed, sigma, rng, min_distance, [np.zeros(3)], cutoff, None)
+        n_steps = int(math.floor(max_enlargement / step + 1e-9))
+        for k in range(n_steps + 1):
+            edge = edge0 + k * step
+            if edge < min_distance:
+                continue
+            v = _mic(pos[n_fixed:], edge)
+            if np.any(np.einsum("ij,ij->i", v, v) < (cutoff + _TOL) ** 2):
+                continue
+            if len(_contacts(pos, min_distance, edge)) == 0:
+                break
+        else:
+            raise ValueError(
+                f"periodic embedding of atom {index}: no cell edge from {edge0:.3f} to {edge0 + n_steps * step:.3f} A "
+                f"(max_enlargement={max_enlargement!r} A, step={step!r} A) keeps all atoms "
+                f"min_distance={min_distance!r} A apart; raise max_enlargement, or use cell='paper'"
+            )
 
     out = _new_atoms(atoms.numbers[ids], _wrap(pos + edge / 2.0, edge), edge)
     out.info.update(
         embedding="periodic",
+        cell_rule=cell,
         centre_index=index,
         centre_atom=0,
         cutoff=cutoff,
@@ -412,28 +476,43 @@ def high_symmetry_embedding(
     *,
     sigma: float = 0.2,
     rng: Any = None,
+    buffer: float = 0.0,
+    carve_radius: str | float = "paper",
 ) -> tuple[Atoms, Atoms]:
     r"""The target environment inserted into a diamond supercell (paper Fig. 5a, "HS embedding").
 
     Construction, for cubic diamond supercells of :math:`n \times n \times n` conventional
-    cells (edge :math:`L = n a`), trying :math:`n = \lceil 2 (r_c + 10^{-6}) / a \rceil, \dots`:
+    cells (edge :math:`L = n a`), trying :math:`n = \lceil (2 r_c + b + 2 \cdot 10^{-6}) / a \rceil,
+    \dots` with :math:`b` = ``buffer``:
 
-    1. *Insertion*: the target environment (target and every atom or image with
-       :math:`|\mathbf d| < r_c`) is placed with the target at the cell centre
-       :math:`(L/2, L/2, L/2)`, each neighbour at :math:`L/2 + \mathbf d`.
-    2. *Overlap removal*: a diamond atom is removed when its minimum-image distance to the
-       target is below :math:`r_c + 10^{-6}` A, or to any inserted atom below ``min_distance``.
-    3. *Size*: :math:`n` is the smallest for which (a) :math:`L \ge 2 (r_c + 10^{-6})`, so no
-       periodic image of an inserted atom is within :math:`r_c` of the target, (b) no two
-       inserted atoms are closer than ``min_distance`` through periodic images, and (c) some
-       diamond atom has an intact diamond environment: no removed site and no inserted atom
-       within :math:`r_c + 10^{-6}` A of it (the paper's "local environment from the
+    1. *Carving*: every diamond site whose minimum-image distance to the cell centre
+       :math:`(L/2, L/2, L/2)` is below :math:`R` is removed, by the rule ``carve_radius``:
+
+       * ``"paper"`` (default; the paper's code): :math:`R = r_c + b + ` ``min_distance``
+         :math:`+ 1.5\,` ``sigma`` (:func:`hs_carve_radius`; 5.05 A at :math:`r_c` = 3.75 A,
+         :math:`b` = 0, ``min_distance`` 1 A, ``sigma`` 0.2 A);
+       * ``"cutoff"``: :math:`R = r_c + 10^{-6}` A, the fewest sites that keep the target
+         environment; a number: that :math:`R` in A (at least :math:`r_c`).
+
+       Sites closer than ``min_distance`` to an inserted atom (step 2) are removed too (none
+       for ``"paper"``, whose sphere leaves a gap of ``min_distance`` + 1.5 ``sigma``).
+    2. *Insertion*: the target and every atom or image with :math:`|\mathbf d| < r_c + b` are
+       placed with the target at the cell centre, each at :math:`L/2 + \mathbf d`. Those within
+       :math:`r_c` are the target environment, kept exactly; those beyond (only when
+       :math:`b > 0`) are buffer atoms.
+    3. *Size*: :math:`n` is the smallest for which (a) :math:`L \ge 2 r_c + b + 2 \cdot 10^{-6}`,
+       so no periodic image of an inserted atom is within :math:`r_c` of the target, (b) no two
+       atoms of the target environment are closer than ``min_distance`` through periodic images,
+       and (c) some diamond atom has an intact diamond environment: no removed site and no
+       inserted atom within :math:`r_c + 10^{-6}` A of it (the paper's "local environment from the
        high-symmetry structure"). Of those atoms the one farthest from the target is the
        *HS centre*; it and the diamond atoms within :math:`r_c + 10^{-6}` A of it are kept in place.
-    4. *Buffer*: every other diamond atom is displaced by N(0, ``sigma``:sup:`2`) per
-       coordinate, redrawn while it lies within :math:`r_c + 10^{-6}` A of the target or of the HS
-       centre, or closer than ``min_distance`` to any atom (minimum image). ``sigma=0`` leaves
-       the diamond buffer undisplaced (deterministic).
+       (For the paper's 3.75 A, 1 A and 0.2 A in diamond carbon this gives its 3 x 3 x 3 supercell.)
+    4. *Buffer*: every other atom is displaced by N(0, ``sigma``:sup:`2`) per coordinate,
+       redrawn while it lies within :math:`r_c + 10^{-6}` A of the target or of the HS centre, or
+       closer than ``min_distance`` to any atom (minimum image). ``sigma=0`` leaves the buffer
+       undisplaced (deterministic). The paper's code does not keep displaced atoms out of the
+       two cutoff spheres; here they are kept out, so both environments are exact.
 
     Kept exactly: the target environment (as in :func:`periodic_embedding`) and the HS
     centre's diamond environment. Contacts: no two atoms closer than ``min_distance``
@@ -441,24 +520,28 @@ def high_symmetry_embedding(
 
     Parameters
     ----------
-    atoms, index, cutoff : source structure, target atom, environment radius (A).
-    lattice_constant : cubic diamond lattice constant :math:`a`, A (default: diamond carbon).
+    atoms, index, cutoff : source structure, target atom, environment radius :math:`r_c` (A).
+    lattice_constant : cubic diamond lattice constant :math:`a`, A (default: diamond carbon;
+        the paper's Materials Project cell mp-66 has 3.5607).
     element : symbol or atomic number of the crystal (default: the target atom's species).
-    min_distance : smallest allowed interatomic distance, A.
+    min_distance : smallest allowed interatomic distance, A (paper: 1, the "contact distance").
     sigma : buffer displacement per coordinate, A (paper: 0.2; 0 for none).
     rng : seed or Generator of the displacements (None: fresh entropy).
+    buffer : radius beyond ``cutoff`` of the inserted sphere, A (its shell is displaced as buffer).
+    carve_radius : ``"paper"``, ``"cutoff"`` or a radius in A: the carving rule of step 1.
 
     Returns
     -------
     (embedded, pure). ``embedded``: cubic cell of edge :math:`L`, ``pbc`` True; atom 0 the
     target, then its environment by distance, then the HS centre and its diamond environment
-    by distance, then the buffer. ``info``: ``embedding`` ("high_symmetry"), ``centre_index``,
-    ``centre_atom`` (0), ``cutoff``, ``lattice_constant``, ``element``, ``supercell`` (n),
-    ``cell_edge``, ``sigma``, ``min_distance``, ``hs_centre`` (index of the HS centre here),
-    ``n_environment``, ``n_hs_environment``, ``n_buffer``, ``n_removed`` (diamond sites
-    removed). ``arrays``: ``original_index`` (-1 for diamond atoms), ``buffer``.
-    ``pure``: the perfect diamond supercell of the same :math:`n` (``info["embedding"]`` =
-    "high_symmetry_pure"), which the paper adds to the training set too.
+    by distance, then the buffer (inserted atoms beyond :math:`r_c` by distance, then diamond
+    atoms by distance from the target). ``info``: ``embedding`` ("high_symmetry"), ``carve_rule``,
+    ``carve_radius`` (:math:`R`, A), ``buffer``, ``centre_index``, ``centre_atom`` (0), ``cutoff``,
+    ``lattice_constant``, ``element``, ``supercell`` (n), ``cell_edge``, ``sigma``, ``min_distance``,
+    ``hs_centre`` (index of the HS centre here), ``n_environment``, ``n_hs_environment``,
+    ``n_buffer``, ``n_removed`` (diamond sites removed). ``arrays``: ``original_index`` (-1 for
+    diamond atoms), ``buffer``. ``pure``: the perfect diamond supercell of the same :math:`n`
+    (``info["embedding"]`` = "high_symmetry_pure"), which the paper adds to the training set too.
     """
     from ase.build import bulk
 
@@ -467,6 +550,19 @@ def high_symmetry_embedding(
     a = _positive(lattice_constant, "lattice_constant")
     min_distance = _positive(min_distance, "min_distance")
     sigma = _positive(sigma, "sigma", allow_zero=True)
+    buffer = _positive(buffer, "buffer", allow_zero=True)
+    if isinstance(carve_radius, str):
+        if carve_radius not in ("paper", "cutoff"):
+            raise ValueError(f"carve_radius must be 'paper' (cutoff + buffer + min_distance + 1.5 sigma), 'cutoff' "
+                             f"or a radius in A, got {carve_radius!r}")
+        rule = carve_radius
+        radius = (hs_carve_radius(cutoff, buffer, min_distance, sigma) if rule == "paper" else cutoff + _TOL)
+    else:
+        radius = _positive(carve_radius, "carve_radius")
+        if radius < cutoff:
+            raise ValueError(f"carve_radius={carve_radius!r} A is below cutoff={cutoff!r} A: diamond atoms would "
+                             "stay inside the target environment")
+        rule, radius = "radius", max(radius, cutoff + _TOL)
     number, symbol = _atomic_number(atoms.numbers[index] if element is None else element)
     _check_cell(atoms)
     bond = a * math.sqrt(3.0) / 4.0
@@ -477,23 +573,25 @@ def high_symmetry_embedding(
         )
     rng = np.random.default_rng(rng)
 
-    j, vec, _ = _neighbours(atoms, index, cutoff)
-    ids = np.concatenate([[index], j])
-    inserted = np.vstack([np.zeros((1, 3)), vec])
+    j, vec, dist = _neighbours(atoms, index, cutoff + buffer)
+    env = dist < cutoff
+    ids = np.concatenate([[index], j[env], j[~env]])
+    inserted = np.vstack([np.zeros((1, 3)), vec[env], vec[~env]])
+    n_env = 1 + int(env.sum())
     what = f"the target environment of atom {index}"
-    _check_fixed_contacts(inserted, ids, min_distance, what)
+    _check_fixed_contacts(inserted[:n_env], ids[:n_env], min_distance, what)
 
     unit = bulk(symbol, "diamond", a=a, cubic=True)
-    n0 = max(1, math.ceil(2.0 * (cutoff + _TOL) / a))
+    n0 = max(1, math.ceil((2.0 * cutoff + buffer + 2.0 * _TOL) / a))
     for n in range(n0, n0 + _MAX_SUPERCELL_GROWTH + 1):
         edge = n * a
         centre = np.full(3, edge / 2.0)
         ins = inserted + centre
-        if len(_contacts(ins, min_distance, edge)):
+        if len(_contacts(ins[:n_env], min_distance, edge)):
             continue
         sites = _wrap(unit.repeat(n).positions, edge)
         u = _mic(sites - centre, edge)
-        removed = np.einsum("ij,ij->i", u, u) < (cutoff + _TOL) ** 2
+        removed = np.einsum("ij,ij->i", u, u) < radius**2
         d_ins, _ = cKDTree(_wrap(ins, edge), boxsize=edge).query(sites, k=1)
         removed |= d_ins < min_distance
         blockers = np.vstack([sites[removed], ins])
@@ -504,7 +602,8 @@ def high_symmetry_embedding(
     else:
         raise ValueError(
             f"no diamond supercell of up to {n0 + _MAX_SUPERCELL_GROWTH} cells per side holds the environment of "
-            f"cutoff={cutoff!r} A and an intact diamond environment with min_distance={min_distance!r} A"
+            f"cutoff={cutoff!r} A, a carved sphere of {radius:.4g} A and an intact diamond environment with "
+            f"min_distance={min_distance!r} A"
         )
 
     far = np.where(intact, np.linalg.norm(u, axis=1), -1.0)
@@ -515,16 +614,20 @@ def high_symmetry_embedding(
     hs_env = hs_env[np.argsort(np.linalg.norm(w[hs_env], axis=1), kind="stable")]  # HS centre first
     rest = np.flatnonzero(~near_hs & ~removed)
     rest = rest[np.argsort(np.linalg.norm(u[rest], axis=1), kind="stable")]
-    n_fixed = len(ins) + len(hs_env)
-    base = np.vstack([ins, sites[hs_env], sites[rest]])
+    n_fixed = n_env + len(hs_env)
+    base = np.vstack([ins[:n_env], sites[hs_env], ins[n_env:], sites[rest]])
     if sigma > 0:
         disp = _displace_buffer(base, n_fixed, sigma, rng, min_distance, [centre, sites[hs]], cutoff, edge)
         base = base + disp
 
-    numbers = np.concatenate([atoms.numbers[ids], np.full(len(hs_env) + len(rest), number)])
+    numbers = np.concatenate([atoms.numbers[ids[:n_env]], np.full(len(hs_env), number), atoms.numbers[ids[n_env:]],
+                              np.full(len(rest), number)])
     out = _new_atoms(numbers, _wrap(base, edge), edge)
     out.info.update(
         embedding="high_symmetry",
+        carve_rule=rule,
+        carve_radius=float(radius),
+        buffer=buffer,
         centre_index=index,
         centre_atom=0,
         cutoff=cutoff,
@@ -534,13 +637,14 @@ def high_symmetry_embedding(
         cell_edge=float(edge),
         sigma=sigma,
         min_distance=min_distance,
-        hs_centre=len(ins),
-        n_environment=len(ins),
+        hs_centre=n_env,
+        n_environment=n_env,
         n_hs_environment=len(hs_env),
-        n_buffer=len(rest),
+        n_buffer=len(out) - n_fixed,
         n_removed=int(removed.sum()),
     )
-    out.new_array("original_index", np.concatenate([ids, np.full(len(hs_env) + len(rest), -1)]).astype(int))
+    original = np.concatenate([ids[:n_env], np.full(len(hs_env), -1), ids[n_env:], np.full(len(rest), -1)])
+    out.new_array("original_index", original.astype(int))
     out.new_array("buffer", np.arange(len(out)) >= n_fixed)
 
     pure = unit.repeat(n)

@@ -16,6 +16,8 @@ from rigidity.embedding import (
     carve_cluster,
     environment,
     high_symmetry_embedding,
+    hs_carve_radius,
+    periodic_cell_edge,
     periodic_embedding,
 )
 
@@ -137,16 +139,25 @@ def test_carved_cluster_of_a_molecule_has_no_images():
 # ----------------------------------------------------------------------------- periodic embedding
 
 
-def test_periodic_embedding_keeps_the_environment_and_the_contacts(liquid):
+@pytest.mark.parametrize("cell", ["paper", "smallest"])
+def test_periodic_embedding_keeps_the_environment_and_the_contacts(liquid, cell):
     for seed, index in enumerate((0, 5, 99, 180)):
-        emb = periodic_embedding(liquid, index, CUTOFF, rng=seed)
+        emb = periodic_embedding(liquid, index, CUTOFF, rng=seed, cell=cell)
         assert_same_environment(liquid, index, emb)
         assert_valid_cell(emb, 1.0)
         edge = emb.info["cell_edge"]
         np.testing.assert_allclose(emb.cell.array, np.eye(3) * edge)
-        assert edge >= 2 * CUTOFF
-        assert math.isclose((edge - 2 * CUTOFF) / 0.1, round((edge - 2 * CUTOFF) / 0.1), abs_tol=1e-9)
+        if cell == "paper":  # the paper's fixed edge: the cube, the contact distance and 1.5 sigma
+            assert edge == pytest.approx(2 * CUTOFF + 1.0 + 1.5 * 0.2, abs=1e-12)
+        else:  # the smallest contact-free edge on the 0.1 A grid from the cube's
+            assert edge >= 2 * CUTOFF
+            assert math.isclose((edge - 2 * CUTOFF) / 0.1, round((edge - 2 * CUTOFF) / 0.1), abs_tol=1e-9)
+            if edge > 2 * CUTOFF + 1e-9:  # one step less would break a contact or let an image in
+                with pytest.raises(ValueError, match="no cell edge"):
+                    periodic_embedding(liquid, index, CUTOFF, rng=seed, cell=cell,
+                                       max_enlargement=edge - 2 * CUTOFF - 0.1 + 1e-9)
         assert emb.info["embedding"] == "periodic" and emb.info["sigma"] == 0.2 and emb.info["cube_edge"] == 2 * CUTOFF
+        assert emb.info["cell_rule"] == cell
         assert emb.info["n_environment"] + emb.info["n_buffer"] == len(emb)
         assert emb.info["n_buffer"] > 10
         # the buffer is the rest of the tight cube around the target: before displacement
@@ -158,6 +169,52 @@ def test_periodic_embedding_keeps_the_environment_and_the_contacts(liquid):
         assert (np.linalg.norm(d[~buf], axis=1) < CUTOFF).all()
         n_cube = np.all(np.abs(_all_vectors(liquid, index)) < CUTOFF, axis=1).sum() + 1
         assert len(emb) == n_cube
+
+
+def test_paper_cell_edge_and_carve_radius_follow_the_papers_formulas():
+    # section_4b/embed_FG.py and embed_SC.py at the paper's r_cut 3.75 A, contact 1 A, sigma 0.2 A, buffer 0
+    assert periodic_cell_edge(3.75, 0.0, 1.0, 0.2) == pytest.approx(8.8, abs=1e-12)
+    assert hs_carve_radius(3.75, 0.0, 1.0, 0.2) == pytest.approx(5.05, abs=1e-12)
+    for r, b, d, s in ((3.7, 0.0, 1.0, 0.2), (3.75, 1.0, 0.8, 0.1), (2.0, 5.0, 1.2, 0.0)):
+        assert periodic_cell_edge(r, b, d, s) == pytest.approx(2 * (r + b) + d + 1.5 * s, abs=1e-12)
+        assert hs_carve_radius(r, b, d, s) == pytest.approx(r + b + d + 1.5 * s, abs=1e-12)
+    with pytest.raises(ValueError, match=r"buffer must be .* -1"):
+        periodic_cell_edge(3.75, -1)
+
+
+@pytest.mark.parametrize("buffer", [0.0, 1.0])
+def test_paper_cell_keeps_displaced_buffer_atoms_out_of_the_target_cutoff(liquid, buffer):
+    """sigma 0.5 A: an unconstrained draw would move many buffer atoms inside r_c (the paper's code lets it)."""
+    sigma, edge = 0.5, periodic_cell_edge(CUTOFF, buffer, 1.0, 0.5)
+    for seed, index in enumerate((3, 60, 200)):
+        emb = periodic_embedding(liquid, index, CUTOFF, sigma=sigma, rng=seed, buffer=buffer)
+        assert emb.info["cell_edge"] == pytest.approx(edge)
+        assert_same_environment(liquid, index, emb)  # ASE: no extra atom or image within r_c of the target
+        assert_valid_cell(emb, 1.0)
+        # how many buffer atoms an unconstrained N(0, sigma) draw from the same cube would have let in
+        src = liquid.positions[emb.arrays["original_index"]] - liquid.positions[index]
+        src -= liquid.cell.array[0, 0] * np.round(src / liquid.cell.array[0, 0])
+        free = src + np.random.default_rng(seed).normal(0.0, sigma, size=src.shape)
+        entered = np.linalg.norm(free[emb.arrays["buffer"]], axis=1) < CUTOFF
+        assert entered.sum() >= 1
+
+
+def test_embedded_target_has_the_features_of_the_source(liquid):
+    """LE-ACE (the Fig. 5 model, cutoff 3.7 A) of the target: unchanged to rounding by every construction."""
+    from rigidity.descriptors.ace import ACE
+
+    ace = ACE(cutoff=CUTOFF, total_degree=[200, 120, 80], radial="laplacian", species="C")
+    index = 17
+    built = [periodic_embedding(liquid, index, CUTOFF, rng=0, cell=c, sigma=0.3) for c in ("paper", "smallest")]
+    built += [high_symmetry_embedding(liquid, index, CUTOFF, rng=0, carve_radius=c, sigma=0.3)[0]
+              for c in ("paper", "cutoff")]
+    built.append(carve_cluster(liquid, index, CUTOFF))
+    A, _ = ace.atom_features([liquid])
+    B, structure = ace.atom_features(built)
+    first = np.concatenate([[0], np.cumsum(np.bincount(structure))[:-1]])
+    np.testing.assert_allclose(B[first], np.repeat(A[index][None], len(built), axis=0), rtol=1e-10,
+                               atol=1e-12 * np.abs(A[index]).max())
+    assert np.abs(A - A[index]).max() > 1e-3 * np.abs(A[index]).max()  # the features do tell atoms apart
 
 
 def _all_vectors(atoms, index):
@@ -267,6 +324,68 @@ def test_high_symmetry_embedding_keeps_both_environments(liquid, sigma):
             assert (off < 1e-10).all()
 
 
+def _brute_mic_distances(points, centre, edge):
+    """Distances from centre to each point over the 27 nearest images of a cubic cell (no minimum-image shortcut)."""
+    shifts = np.array([[i, j, k] for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)]) * edge
+    return np.linalg.norm(points[:, None, :] + shifts[None] - centre, axis=-1).min(axis=1)
+
+
+@pytest.mark.parametrize("carve", ["paper", "cutoff", 5.5])
+def test_high_symmetry_embedding_removes_exactly_the_diamond_sites_within_the_carve_radius(liquid, carve):
+    index = 33
+    emb, pure = high_symmetry_embedding(liquid, index, CUTOFF, sigma=0.0, carve_radius=carve)
+    radius = {"paper": CUTOFF + 1.0, "cutoff": CUTOFF, 5.5: 5.5}[carve]  # paper: r_c + contact + 1.5 sigma (0)
+    assert emb.info["carve_radius"] == pytest.approx(radius, abs=1e-5)
+    edge = emb.info["cell_edge"]
+    centre = emb.positions[0]
+    np.testing.assert_allclose(centre, edge / 2)
+    inserted = emb.positions[emb.arrays["original_index"] >= 0]
+    d_centre = _brute_mic_distances(pure.positions, centre, edge)
+    d_inserted = np.min([_brute_mic_distances(pure.positions, x, edge) for x in inserted], axis=0)
+    kept_expected = (d_centre >= radius) & (d_inserted >= 1.0)
+    if carve != "cutoff":  # the carved sphere leaves a gap of at least the contact distance
+        assert (d_inserted[d_centre >= radius] >= 1.0).all()
+    diamond = emb.positions[emb.arrays["original_index"] == -1]
+    match = cdist(pure.positions, diamond) < 1e-9
+    assert (match.sum(axis=1) <= 1).all() and (match.sum(axis=0) == 1).all()
+    np.testing.assert_array_equal(match.any(axis=1), kept_expected)
+    assert emb.info["n_removed"] == int((~kept_expected).sum())
+    assert_same_environment(liquid, index, emb)
+
+
+def test_high_symmetry_embedding_at_the_papers_settings():
+    """The paper's r_cut 3.75 A, contact 1 A, sigma 0.2 A, diamond mp-66 (a = 3.5607 A): its 3 x 3 x 3 supercell."""
+    a = 3.5607451090903233
+    atoms = random_carbon(n=300, density=3.49, d_min=1.2, seed=3)  # the paper's liquid density
+    emb, pure = high_symmetry_embedding(atoms, 0, 3.75, lattice_constant=a, rng=0)
+    assert emb.info["supercell"] == 3 and len(pure) == 216
+    # section_4b/embed_SC.py sizes the supercell as ceil(2 (2 r + b + d + 1.5 s) / (sqrt(3) a))
+    assert math.ceil(2 * (2 * 3.75 + 1.0 + 0.3) / (math.sqrt(3) * a)) == 3
+    d_centre = _brute_mic_distances(pure.positions, np.full(3, 1.5 * a), 3 * a)
+    assert emb.info["n_removed"] == int((d_centre < 5.05).sum())
+    n_inserted = 1 + len(ase_environment(atoms, 0, 3.75)[0])
+    assert len(emb) == n_inserted + 216 - emb.info["n_removed"]
+    # the HS centre is the corner site, 1.5 a sqrt(3) = 9.25 A from the insertion point, whose 3.75 A diamond
+    # environment (35 atoms with it) is clear of the 5.05 A sphere; the other kept sites are the buffer
+    d_corner = _brute_mic_distances(pure.positions, np.zeros(3), 3 * a)
+    assert emb.info["n_hs_environment"] == int(((d_corner < 3.75) & (d_centre >= 5.05)).sum()) == 35
+    assert emb.info["n_buffer"] == int(((d_corner >= 3.75) & (d_centre >= 5.05)).sum()) == 99
+    assert_same_environment(atoms, 0, emb, cutoff=3.75)
+
+
+def test_high_symmetry_embedding_with_a_buffer_shell(liquid):
+    emb, _ = high_symmetry_embedding(liquid, 21, CUTOFF, buffer=1.0, rng=0)
+    assert emb.info["carve_radius"] == pytest.approx(CUTOFF + 1.0 + 1.0 + 0.3)
+    assert_same_environment(liquid, 21, emb)
+    assert_valid_cell(emb, 1.0)
+    # the inserted sphere reaches r_c + 1 A; its shell beyond r_c is buffer (displaced), the rest is fixed
+    shell = 1 + len(ase_environment(liquid, 21, CUTOFF + 1.0)[0])
+    inserted = emb.arrays["original_index"] >= 0
+    assert inserted.sum() == shell
+    assert (inserted & emb.arrays["buffer"]).sum() == shell - emb.info["n_environment"] > 0
+    assert emb.info["n_environment"] + emb.info["n_hs_environment"] + emb.info["n_buffer"] == len(emb)
+
+
 def test_high_symmetry_embedding_is_random_but_reproducible(liquid):
     a, _ = high_symmetry_embedding(liquid, 9, CUTOFF, rng=3)
     b, _ = high_symmetry_embedding(liquid, 9, CUTOFF, rng=3)
@@ -320,7 +439,11 @@ def _close_pair():
         (lambda a: carve_cluster(_periodic_without_cell(), 0, CUTOFF), r"volume 0 A\^3"),
         (lambda a: periodic_embedding(_periodic_without_cell(), 0, CUTOFF), r"pbc=\[True, True, True\].* volume"),
         (lambda a: high_symmetry_embedding(_periodic_without_cell(), 0, CUTOFF), r"positive volume"),
-        (lambda a: periodic_embedding(a, 0, CUTOFF, max_enlargement=0.0, rng=0), r"max_enlargement=0\.0"),
+        (lambda a: periodic_embedding(a, 0, CUTOFF, max_enlargement=0.0, rng=0, cell="smallest"),
+         r"max_enlargement=0\.0"),
+        (lambda a: periodic_embedding(a, 0, CUTOFF, cell="tight"), r"cell must be 'paper' .* 'smallest'.* 'tight'"),
+        (lambda a: high_symmetry_embedding(a, 0, CUTOFF, carve_radius="huge"), r"carve_radius must be .* 'huge'"),
+        (lambda a: high_symmetry_embedding(a, 0, CUTOFF, carve_radius=3.0), r"carve_radius=3\.0 A is below cutoff"),
         (lambda a: periodic_embedding(_close_pair(), 0, CUTOFF), r"min_distance=1\.0 .* atoms 0 and 1 .* 0\.7000 A"),
         (lambda a: high_symmetry_embedding(_close_pair(), 0, CUTOFF), r"atoms 0 and 1 .* 0\.7000 A"),
     ],
