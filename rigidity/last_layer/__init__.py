@@ -1,0 +1,42 @@
+r"""Last-layer features of trained neural-network potentials, as the models come.
+
+A potential whose energy is linear in its last layer,
+
+.. math::
+
+    E_s = \sum_{i \in s} \left( \boldsymbol\phi_i \cdot \mathbf w + c_i \right),
+
+has the Gauss-Newton Hessian of the paper's eq. 5-6 in those weights: the rows g
+are the structure sums (or means) of the per-atom features :math:`\boldsymbol\phi_i`
+for energies, and their derivatives with respect to the positions for forces
+(eq. 6-8). An adapter reads :math:`\boldsymbol\phi_i`, :math:`\mathbf w` and
+:math:`c_i` out of an unmodified model, through forward hooks or the model's own
+outputs, and every adapter keeps one contract (:class:`LastLayer`):
+
+- ``ll.features(frames)`` -> ``(phi, structure)``: (n_atoms, d) features and the
+  structure of each atom, for a list of ``ase.Atoms``;
+- ``ll.weights``: the (d,) readout vector; ``ll.constants(frames)``: the (n_atoms,)
+  per-atom constants (reference energies, scale/shift, repulsion terms);
+- ``ll.force_rows(frames)`` -> ``(rows, structure)``: (3 n_atoms, d) rows
+  :math:`-\partial \Phi_s / \partial r_{a\alpha}` of the summed (or averaged)
+  features, the force rows of eq. 6, atom by atom and x, y, z;
+- ``ll.blocks``: named column blocks of phi (e.g. one per readout layer), for ``cpr``.
+
+Adapters import their package only when used:
+
+- :class:`MACELastLayer` for mace-torch ``MACE`` / ``ScaleShiftMACE`` models.
+"""
+
+from __future__ import annotations
+
+from ._base import LastLayer
+
+__all__ = ["LastLayer", "MACELastLayer"]
+
+
+def __getattr__(name):
+    if name == "MACELastLayer":
+        from ._mace import MACELastLayer
+
+        return MACELastLayer
+    raise AttributeError(f"module 'rigidity.last_layer' has no attribute {name!r}")

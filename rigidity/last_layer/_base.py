@@ -1,0 +1,83 @@
+"""The contract every last-layer adapter keeps (see :mod:`rigidity.last_layer`)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+REDUCTIONS = ("sum", "mean")
+
+
+def check_frames(frames: Sequence[Any]) -> list:
+    """The structures as a list of ``ase.Atoms``; refuses an empty list or other objects, naming them."""
+    if hasattr(frames, "get_positions"):
+        frames = [frames]
+    frames = list(frames)
+    if not frames:
+        raise ValueError("no structures given: expected a non-empty list of ase.Atoms")
+    for k, atoms in enumerate(frames):
+        if not hasattr(atoms, "get_positions") or not hasattr(atoms, "numbers"):
+            raise ValueError(f"structure {k} is a {type(atoms).__name__}, expected an ase.Atoms")
+        if len(atoms) == 0:
+            raise ValueError(f"structure {k} has no atoms")
+    return frames
+
+
+class LastLayer(ABC):
+    """Per-atom last-layer features, readout weights and constants of a trained model.
+
+    Subclasses implement :meth:`_compute` (features, constants and optionally force rows
+    of a list of structures) and set ``weights`` and ``blocks``.
+    """
+
+    #: (d,) readout weights, float64
+    weights: np.ndarray
+    #: name -> slice of the columns of phi
+    blocks: dict[str, slice]
+
+    @property
+    def n_features(self) -> int:
+        return int(len(self.weights))
+
+    @abstractmethod
+    def _compute(self, frames: list, forces: bool, reduce: str, batch_size: int) -> dict[str, np.ndarray]:
+        """Keys ``phi`` (n_atoms, d), ``constants`` (n_atoms,), ``structure`` (n_atoms,), ``energy``
+        (n_structures,) as the model computes it, and with ``forces`` ``force_rows`` (3 n_atoms, d)."""
+
+    def _checked(self, frames, forces=False, reduce="sum", batch_size=16) -> dict[str, np.ndarray]:
+        if reduce not in REDUCTIONS:
+            raise ValueError(f"reduce must be one of {list(REDUCTIONS)}, got {reduce!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        return self._compute(check_frames(frames), forces, reduce, int(batch_size))
+
+    def features(self, frames, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+        """``(phi, structure)``: (n_atoms, d) last-layer features and the structure index of each atom."""
+        out = self._checked(frames, batch_size=batch_size)
+        return out["phi"], out["structure"]
+
+    def constants(self, frames, batch_size: int = 16) -> np.ndarray:
+        """(n_atoms,) per-atom constants c_i: the energy is sum_i (phi_i . w + c_i)."""
+        return self._checked(frames, batch_size=batch_size)["constants"]
+
+    def force_rows(self, frames, reduce: str = "sum", batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+        r"""``(rows, structure)``: rows :math:`-\partial \Phi_s / \partial r_{a\alpha}`, (3 n_atoms, d).
+
+        :math:`\Phi_s` is the sum (``reduce="sum"``) or the mean over its atoms of the
+        structure's features; row 3a + alpha is atom a's component alpha (x, y, z), atoms
+        of all structures in order; ``structure`` (3 n_atoms,) says whose row it is. With
+        ``reduce="sum"`` these are the derivatives of the forces with respect to the
+        weights, the force rows of the Gauss-Newton Hessian (eq. 6).
+        """
+        out = self._checked(frames, forces=True, reduce=reduce, batch_size=batch_size)
+        return out["force_rows"], np.repeat(out["structure"], 3)
+
+    def energies(self, frames, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+        """``(reconstructed, model)``: sum_i (phi_i . w + c_i) per structure, and the model's own energies."""
+        out = self._checked(frames, batch_size=batch_size)
+        n = int(out["structure"].max()) + 1
+        rebuilt = np.bincount(out["structure"], weights=out["phi"] @ self.weights + out["constants"], minlength=n)
+        return rebuilt, out["energy"]

@@ -1,0 +1,209 @@
+r"""Last-layer features of mace-torch models (``MACE``, ``ScaleShiftMACE``), read through forward hooks.
+
+A MACE model sums one readout per interaction layer: a linear readout of the
+invariant (0e) node features for every layer but the last, and a non-linear readout
+(linear, activation, linear) for the last. Its energy per atom is
+
+.. math::
+
+    E_i = E^0_{Z_i} + s \Big( p_i + \sum_{t < T} \mathbf w_t \cdot \mathbf h^{(t)}_{i, 0e}
+          + \mathbf w_T \cdot \sigma(\mathbf W \mathbf h^{(T)}_i) \Big) + \mu
+
+(``ScaleShiftMACE``: scale s, shift mu; ``MACE``: s = 1, mu = 0; p_i the optional ZBL
+pair repulsion). It is linear in the readout vectors, so the last-layer features are the
+invariant node features of every linear readout and the hidden activations of the final
+one, concatenated layer by layer (the paper's 128 + 16 = 144 for its Si model), with
+weights s w_t, and the constants E^0 + s p_i + mu. The weights are read off the model's
+own ``Linear`` modules (applied to unit vectors, so e3nn's path normalisation is
+included), and the features through forward pre-hooks on them: no edit to mace.
+
+Blocks: ``layer<t>`` per readout, for the CPR of each layer's energy contribution.
+Multi-head models are read for one head (``head``); models with extra embeddings
+(``joint_embedding``) are refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._base import LastLayer
+
+
+def _import_mace():
+    import mace  # noqa: F401  (sets torch.load's weights_only default that e3nn's import needs)
+    import torch
+
+    return torch
+
+
+class MACELastLayer(LastLayer):
+    """Last-layer view of a mace-torch ``MACE`` or ``ScaleShiftMACE`` model.
+
+    Parameters
+    ----------
+    model : mace.modules.models.MACE
+        The model as mace-torch trains and saves it (``ScaleShiftMACE`` included).
+    head : str, optional
+        Head to read for multi-head models (default: the model's only head).
+    device : str
+        Torch device of the computations (the model is not moved).
+    """
+
+    def __init__(self, model: Any, head: str | None = None, device: str | None = None):
+        torch = _import_mace()
+        from mace.modules.blocks import LinearReadoutBlock, NonLinearReadoutBlock
+
+        if not hasattr(model, "readouts") or not hasattr(model, "atomic_energies_fn"):
+            raise TypeError(f"expected a mace-torch MACE model, got {type(model).__name__}")
+        for attr in ("joint_embedding", "embedding_readout"):
+            if hasattr(model, attr):
+                raise ValueError(f"MACE models with {attr} are not supported: their energy has a term outside "
+                                 "the readouts that depends on extra inputs")
+        self.model = model
+        heads = list(getattr(model, "heads", ["Default"]))
+        if head is None:
+            if len(heads) != 1:
+                raise ValueError(f"the model has heads {heads}: choose one with head=")
+            head = heads[0]
+        if head not in heads:
+            raise ValueError(f"head {head!r} is not one of the model's heads {heads}")
+        self.head = head
+        self.head_index = heads.index(head)
+        self.heads = heads
+        param = next(model.parameters())
+        self.dtype = param.dtype
+        self.device = torch.device(device) if device is not None else param.device
+        self.r_max = float(model.r_max)
+        self.atomic_numbers = [int(z) for z in model.atomic_numbers]
+
+        scale_shift = getattr(model, "scale_shift", None)
+        if scale_shift is not None:
+            self.scale = float(torch.atleast_1d(scale_shift.scale)[self.head_index])
+            self.shift = float(torch.atleast_1d(scale_shift.shift)[self.head_index])
+        else:
+            self.scale, self.shift = 1.0, 0.0
+
+        self._taps = []  # (module whose input is tapped, column indices of that input)
+        weights, blocks, start = [], {}, 0
+        with torch.no_grad():
+            for t, readout in enumerate(model.readouts):
+                if isinstance(readout, NonLinearReadoutBlock):
+                    linear = readout.linear_2
+                    dim = linear.irreps_in.dim
+                    columns = np.arange(dim)
+                elif isinstance(readout, LinearReadoutBlock):
+                    linear = readout.linear
+                    columns = np.concatenate([np.arange(s.start, s.stop) for (mul, ir), s
+                                              in zip(linear.irreps_in, linear.irreps_in.slices())
+                                              if ir.l == 0 and ir.p == 1])
+                    dim = linear.irreps_in.dim
+                else:
+                    raise TypeError(f"readout {t} is a {type(readout).__name__}: only mace's linear and "
+                                    "non-linear readout blocks are supported")
+                eye = torch.eye(dim, dtype=self.dtype, device=param.device)
+                w = linear(eye)[:, self.head_index].detach().cpu().double().numpy()
+                rest = np.setdiff1d(np.arange(dim), columns)
+                if rest.size and np.abs(w[rest]).max() > 0:
+                    raise RuntimeError(f"readout {t} reads non-scalar inputs: not a last layer this adapter knows")
+                weights.append(self.scale * w[columns])
+                blocks[f"layer{t}"] = slice(start, start + len(columns))
+                start += len(columns)
+                self._taps.append((linear, columns))
+        self.weights = np.concatenate(weights)
+        self.blocks = blocks
+
+    # -- data -----------------------------------------------------------------------
+    def _batches(self, frames: list, batch_size: int):
+        """(batch, first structure index) pairs of mace AtomicData batches."""
+        _import_mace()
+        from mace import data as mace_data
+        from mace.tools import torch_geometric, torch_tools, utils
+
+        z_table = utils.AtomicNumberTable(self.atomic_numbers)
+        known = set(self.atomic_numbers)
+        graphs = []
+        with torch_tools.default_dtype(self.dtype):
+            for k, atoms in enumerate(frames):
+                unknown = sorted(set(int(z) for z in atoms.numbers) - known)
+                if unknown:
+                    raise ValueError(f"structure {k} ({atoms.get_chemical_formula()}) has atomic numbers {unknown} "
+                                     f"the model does not know (it knows {sorted(known)})")
+                config = mace_data.config_from_atoms(atoms, head_name=self.head)
+                graphs.append(mace_data.AtomicData.from_config(config, z_table=z_table, cutoff=self.r_max,
+                                                               heads=self.heads))
+        loader = torch_geometric.dataloader.DataLoader(graphs, batch_size=batch_size, shuffle=False, drop_last=False)
+        first = 0
+        for batch in loader:
+            yield batch.to(self.device), first
+            first += int(batch.num_graphs)
+
+    # -- features -------------------------------------------------------------------
+    def _forward(self, batch, positions_grad: bool):
+        """phi (n_atoms, d), constants (n_atoms,), energy (n_graphs,) of one batch, as torch tensors."""
+        torch = _import_mace()
+        model = self.model
+        tapped: list = [None] * len(self._taps)
+        pair: list = [None]
+
+        def tap(t, columns):
+            def hook(module, args):
+                tapped[t] = args[0][:, columns]
+            return hook
+
+        handles = [linear.register_forward_pre_hook(tap(t, torch.as_tensor(columns, device=self.device)))
+                   for t, (linear, columns) in enumerate(self._taps)]
+        if hasattr(model, "pair_repulsion_fn"):
+            handles.append(model.pair_repulsion_fn.register_forward_hook(
+                lambda module, args, out: pair.__setitem__(0, out)))
+        data = batch.to_dict()
+        if positions_grad:
+            data["positions"].requires_grad_(True)
+        try:
+            with torch.set_grad_enabled(positions_grad):
+                out = model(data, training=False, compute_force=False, compute_stress=False)
+        finally:
+            for h in handles:
+                h.remove()
+        phi = torch.cat(tapped, dim=1)
+        e0 = model.atomic_energies_fn(data["node_attrs"])[:, self.head_index]
+        constants = e0 + self.shift
+        if pair[0] is not None:
+            constants = constants + self.scale * pair[0]
+        energy = out["energy"]
+        if energy.ndim > 1:
+            energy = energy[:, self.head_index]
+        return phi, constants, energy, data
+
+    def _compute(self, frames, forces, reduce, batch_size):
+        torch = _import_mace()
+        phis, consts, energies, structures, rows = [], [], [], [], []
+        for batch, first in self._batches(frames, batch_size):
+            phi, constants, energy, data = self._forward(batch, positions_grad=forces)
+            index = data["batch"]
+            n_graphs = int(batch.num_graphs)
+            if forces:
+                positions = data["positions"]
+                # Phi_s (n_graphs, d): one backward pass per feature serves the whole batch,
+                # as the structures of a batch do not interact
+                Phi = torch.zeros(n_graphs, phi.shape[1], dtype=phi.dtype, device=phi.device).index_add(0, index, phi)
+                if reduce == "mean":
+                    counts = torch.bincount(index, minlength=n_graphs).to(phi.dtype)
+                    Phi = Phi / counts[:, None]
+                grads = []
+                for k in range(Phi.shape[1]):
+                    (g,) = torch.autograd.grad(Phi[:, k].sum(), positions, retain_graph=k < Phi.shape[1] - 1,
+                                               allow_unused=True)
+                    grads.append(torch.zeros_like(positions) if g is None else g)
+                J = -torch.stack(grads, dim=-1)  # (n_atoms, 3, d)
+                rows.append(J.reshape(-1, J.shape[-1]).detach().cpu().double().numpy())
+            phis.append(phi.detach().cpu().double().numpy())
+            consts.append(constants.detach().cpu().double().numpy())
+            energies.append(energy.detach().cpu().double().numpy())
+            structures.append(index.detach().cpu().numpy() + first)
+        out = dict(phi=np.concatenate(phis), constants=np.concatenate(consts), energy=np.concatenate(energies),
+                   structure=np.concatenate(structures).astype(int))
+        if forces:
+            out["force_rows"] = np.concatenate(rows)
+        return out
