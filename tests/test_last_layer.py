@@ -92,11 +92,11 @@ def test_blocks_are_the_energy_contributions_of_each_layer():
         np.testing.assert_allclose(per_structure, contributions[:, 2 + t], rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("reduce", ["sum", "mean"])
-def test_force_rows_are_minus_the_derivatives_of_the_structure_features(reduce):
+@pytest.mark.parametrize("reduce, mode", [("sum", "reverse"), ("mean", "reverse"), ("sum", "forward")])
+def test_force_rows_are_minus_the_derivatives_of_the_structure_features(reduce, mode):
     ll = MACELastLayer(small_mace())
     frames = clusters(3)
-    rows, structure = ll.force_rows(frames, reduce=reduce, batch_size=3)
+    rows, structure = ll.force_rows(frames, reduce=reduce, batch_size=3, mode=mode)
     assert rows.shape == (3 * sum(len(a) for a in frames), ll.n_features)
     h = 1e-5
     for s, atoms in enumerate(frames):
@@ -119,6 +119,64 @@ def test_force_rows_times_weights_are_the_models_forces():
     rows, _ = ll.force_rows(frames, batch_size=2)
     forces = model_outputs(model, frames, forces=True)["forces"]
     np.testing.assert_allclose(rows @ ll.weights, forces.reshape(-1), rtol=1e-9, atol=1e-10 * np.abs(forces).max())
+
+
+def test_forward_and_reverse_modes_agree_on_mixed_sizes():
+    ll = MACELastLayer(small_mace())
+    frames = clusters(5)  # 3 to 7 atoms: the forward tangents of the smaller structures fall off their end
+    reverse, _ = ll.force_rows(frames, batch_size=5, mode="reverse")
+    forward, _ = ll.force_rows(frames, batch_size=5, mode="forward")
+    np.testing.assert_allclose(forward, reverse, rtol=0, atol=1e-11 * np.abs(reverse).max())
+
+
+def periodic_boxes(n=2, seed=3):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        cell = np.diag(rng.uniform(4.5, 5.5, size=3)) + rng.uniform(-0.3, 0.3, size=(3, 3))
+        atoms = Atoms(numbers=rng.choice([1, 8], size=6), cell=cell, pbc=True)
+        atoms.set_scaled_positions(rng.uniform(size=(6, 3)))
+        out.append(atoms)
+    return out
+
+
+@pytest.mark.parametrize("mode", ["reverse", "forward"])
+def test_stress_rows_are_strain_derivatives_and_give_the_models_stress(mode):
+    model = small_mace()
+    ll = MACELastLayer(model)
+    frames = periodic_boxes()
+    out = ll.compute(frames, forces=True, stress=True, batch_size=2, mode=mode)
+    rows = out["stress_rows"]
+    assert rows.shape == (6 * len(frames), ll.n_features)
+    # finite differences of the summed features under a symmetric strain of positions and cell
+    h = 1e-5
+    voigt = [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]
+    for s, atoms in enumerate(frames):
+        fd = []
+        for a, b in voigt:
+            eps = np.zeros((3, 3))
+            eps[a, b] = eps[b, a] = 0.5 * h if a != b else h
+            plus, minus = atoms.copy(), atoms.copy()
+            for sign, strained in ((1, plus), (-1, minus)):
+                strained.set_cell(atoms.cell.array @ (np.eye(3) + sign * eps), scale_atoms=False)
+                strained.positions = atoms.positions @ (np.eye(3) + sign * eps)
+            fd.append((ll.features([plus])[0].sum(0) - ll.features([minus])[0].sum(0)) / (2 * h) / atoms.get_volume())
+        fd = np.array(fd)
+        np.testing.assert_allclose(rows[6 * s:6 * s + 6], fd, rtol=0, atol=1e-5 * np.abs(fd).max())
+    # against the model's own stress (ASE's Voigt order from mace's 3 x 3 tensor)
+    from mace import data as mace_data
+    from mace.tools import torch_geometric, torch_tools, utils
+
+    z = utils.AtomicNumberTable([1, 8])
+    with torch_tools.default_dtype(torch.float64):
+        graphs = [mace_data.AtomicData.from_config(mace_data.config_from_atoms(a), z_table=z, cutoff=4.0)
+                  for a in frames]
+    batch = next(iter(torch_geometric.dataloader.DataLoader(graphs, batch_size=len(frames), shuffle=False)))
+    stress = model(batch.to_dict(), training=False, compute_force=True, compute_stress=True)["stress"]
+    stress = stress.detach().numpy()[:, [0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+    np.testing.assert_allclose(rows @ ll.weights, stress.reshape(-1), rtol=0, atol=1e-9 * np.abs(stress).max())
+    with pytest.raises(ValueError, match="not periodic"):
+        ll.stress_rows(clusters(1))
 
 
 def test_bad_input_is_named():

@@ -43,41 +43,69 @@ class LastLayer(ABC):
         return int(len(self.weights))
 
     @abstractmethod
-    def _compute(self, frames: list, forces: bool, reduce: str, batch_size: int) -> dict[str, np.ndarray]:
+    def _compute(self, frames: list, forces: bool, stress: bool, reduce: str, batch_size: int,
+                 mode: str) -> dict[str, np.ndarray]:
         """Keys ``phi`` (n_atoms, d), ``constants`` (n_atoms,), ``structure`` (n_atoms,), ``energy``
-        (n_structures,) as the model computes it, and with ``forces`` ``force_rows`` (3 n_atoms, d)."""
+        (n_structures,) as the model computes it; with ``forces`` ``force_rows`` (3 n_atoms, d); with
+        ``stress`` ``stress_rows`` (6 n_structures, d) (all structures periodic, checked by ``compute``)."""
 
-    def _checked(self, frames, forces=False, reduce="sum", batch_size=16) -> dict[str, np.ndarray]:
+    def compute(self, frames, forces: bool = False, stress: bool = False, reduce: str = "sum",
+                batch_size: int = 16, mode: str = "auto") -> dict[str, np.ndarray]:
+        """Everything in one pass over the structures: the keys of ``features``, ``constants``,
+        ``force_rows`` and ``stress_rows`` (``phi``, ``structure``, ``constants``, ``energy``,
+        ``force_rows``, ``stress_rows``), the rows of Phi reduced by ``reduce``."""
         if reduce not in REDUCTIONS:
             raise ValueError(f"reduce must be one of {list(REDUCTIONS)}, got {reduce!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        return self._compute(check_frames(frames), forces, reduce, int(batch_size))
+        from ._autograd import MODES
+
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
+        frames = check_frames(frames)
+        if stress:
+            for k, atoms in enumerate(frames):
+                if not all(atoms.pbc) or abs(atoms.cell.volume) < 1e-12:
+                    raise ValueError(f"structure {k} ({atoms.get_chemical_formula()}) is not periodic in all three "
+                                     "directions: stress rows need a cell")
+        return self._compute(frames, bool(forces), bool(stress), reduce, int(batch_size), mode)
 
     def features(self, frames, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
         """``(phi, structure)``: (n_atoms, d) last-layer features and the structure index of each atom."""
-        out = self._checked(frames, batch_size=batch_size)
+        out = self.compute(frames, batch_size=batch_size)
         return out["phi"], out["structure"]
 
     def constants(self, frames, batch_size: int = 16) -> np.ndarray:
         """(n_atoms,) per-atom constants c_i: the energy is sum_i (phi_i . w + c_i)."""
-        return self._checked(frames, batch_size=batch_size)["constants"]
+        return self.compute(frames, batch_size=batch_size)["constants"]
 
-    def force_rows(self, frames, reduce: str = "sum", batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    def force_rows(self, frames, reduce: str = "sum", batch_size: int = 16,
+                   mode: str = "auto") -> tuple[np.ndarray, np.ndarray]:
         r"""``(rows, structure)``: rows :math:`-\partial \Phi_s / \partial r_{a\alpha}`, (3 n_atoms, d).
 
         :math:`\Phi_s` is the sum (``reduce="sum"``) or the mean over its atoms of the
         structure's features; row 3a + alpha is atom a's component alpha (x, y, z), atoms
         of all structures in order; ``structure`` (3 n_atoms,) says whose row it is. With
         ``reduce="sum"`` these are the derivatives of the forces with respect to the
-        weights, the force rows of the Gauss-Newton Hessian (eq. 6).
+        weights, the force rows of the Gauss-Newton Hessian (eq. 6). ``mode``: "reverse"
+        (one backward pass per feature), "forward" (one pass per atom coordinate of the
+        largest structure) or "auto" (the cheaper; see :mod:`rigidity.last_layer._autograd`).
         """
-        out = self._checked(frames, forces=True, reduce=reduce, batch_size=batch_size)
+        out = self.compute(frames, forces=True, reduce=reduce, batch_size=batch_size, mode=mode)
         return out["force_rows"], np.repeat(out["structure"], 3)
+
+    def stress_rows(self, frames, reduce: str = "sum", batch_size: int = 16, mode: str = "auto") -> np.ndarray:
+        r"""(6 n_structures, d) rows :math:`\frac{1}{V_s} \partial \Phi_s / \partial \epsilon` of periodic structures.
+
+        Voigt order xx, yy, zz, yz, xz, xy, ASE's sign (the stress is
+        :math:`\frac{1}{V} \partial E / \partial \epsilon`): ``rows @ weights`` is the
+        model's stress without its constant terms. Refuses structures without a 3D cell.
+        """
+        return self.compute(frames, stress=True, reduce=reduce, batch_size=batch_size, mode=mode)["stress_rows"]
 
     def energies(self, frames, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
         """``(reconstructed, model)``: sum_i (phi_i . w + c_i) per structure, and the model's own energies."""
-        out = self._checked(frames, batch_size=batch_size)
+        out = self.compute(frames, batch_size=batch_size)
         n = int(out["structure"].max()) + 1
         rebuilt = np.bincount(out["structure"], weights=out["phi"] @ self.weights + out["constants"], minlength=n)
         return rebuilt, out["energy"]

@@ -154,6 +154,11 @@ class MACELastLayer(LastLayer):
 
         handles = [linear.register_forward_pre_hook(tap(t, torch.as_tensor(columns, device=self.device)))
                    for t, (linear, columns) in enumerate(self._taps)]
+        edges: list = [None]
+        if positions_grad:
+            # the edge vectors r_j - r_i + shift: every dependence of the model on positions and cell
+            handles.append(model.spherical_harmonics.register_forward_pre_hook(
+                lambda module, args: edges.__setitem__(0, args[0])))
         if hasattr(model, "pair_repulsion_fn"):
             handles.append(model.pair_repulsion_fn.register_forward_hook(
                 lambda module, args, out: pair.__setitem__(0, out)))
@@ -174,30 +179,29 @@ class MACELastLayer(LastLayer):
         energy = out["energy"]
         if energy.ndim > 1:
             energy = energy[:, self.head_index]
-        return phi, constants, energy, data
+        return phi, constants, energy, data, edges[0]
 
-    def _compute(self, frames, forces, reduce, batch_size):
+    def _compute(self, frames, forces, stress, reduce, batch_size, mode):
         torch = _import_mace()
-        phis, consts, energies, structures, rows = [], [], [], [], []
+        phis, consts, energies, structures, rows, stress_rows = [], [], [], [], [], []
         for batch, first in self._batches(frames, batch_size):
-            phi, constants, energy, data = self._forward(batch, positions_grad=forces)
+            phi, constants, energy, data, vectors = self._forward(batch, positions_grad=forces or stress)
             index = data["batch"]
             n_graphs = int(batch.num_graphs)
-            if forces:
-                positions = data["positions"]
-                # Phi_s (n_graphs, d): one backward pass per feature serves the whole batch,
-                # as the structures of a batch do not interact
+            if forces or stress:
                 Phi = torch.zeros(n_graphs, phi.shape[1], dtype=phi.dtype, device=phi.device).index_add(0, index, phi)
                 if reduce == "mean":
                     counts = torch.bincount(index, minlength=n_graphs).to(phi.dtype)
                     Phi = Phi / counts[:, None]
-                grads = []
-                for k in range(Phi.shape[1]):
-                    (g,) = torch.autograd.grad(Phi[:, k].sum(), positions, retain_graph=k < Phi.shape[1] - 1,
-                                               allow_unused=True)
-                    grads.append(torch.zeros_like(positions) if g is None else g)
-                J = -torch.stack(grads, dim=-1)  # (n_atoms, 3, d)
-                rows.append(J.reshape(-1, J.shape[-1]).detach().cpu().double().numpy())
+                volumes = None
+                if stress:
+                    cells = data["cell"].reshape(-1, 3, 3)
+                    volumes = torch.linalg.det(cells).abs()
+                force, strain = edge_rows(Phi, vectors, data["edge_index"], index, mode, volumes, forces, stress)
+                if forces:
+                    rows.append(force.detach().cpu().double().numpy())
+                if stress:
+                    stress_rows.append(strain.detach().cpu().double().numpy())
             phis.append(phi.detach().cpu().double().numpy())
             consts.append(constants.detach().cpu().double().numpy())
             energies.append(energy.detach().cpu().double().numpy())
@@ -206,4 +210,69 @@ class MACELastLayer(LastLayer):
                    structure=np.concatenate(structures).astype(int))
         if forces:
             out["force_rows"] = np.concatenate(rows)
+        if stress:
+            out["stress_rows"] = np.concatenate(stress_rows)
         return out
+
+
+def edge_rows(Phi, vectors, edge_index, structure, mode, volumes, forces=True, stress=False):
+    r"""Force rows (3 n_atoms, d) and stress rows (6 n_structures, d) from derivatives along the edge vectors.
+
+    A MACE model sees positions and cell only through the edge vectors
+    :math:`\mathbf v_e = \mathbf r_{j} - \mathbf r_{i} + \text{shift}_e` (sender i, receiver j),
+    so with :math:`G_e = \partial \Phi / \partial \mathbf v_e` the force rows are
+    :math:`-\sum_{e: j = a} G_e + \sum_{e: i = a} G_e` and the strain derivative is
+    :math:`\frac12 \sum_e (v_{e,a} G_{e,b} + v_{e,b} G_{e,a})` (the positions and the cell
+    strained together by a symmetric displacement), the virial of the edge forces.
+    """
+    import torch
+
+    from ._autograd import VOIGT, atom_tangents, jacobian_rows
+
+    n_graphs, d = Phi.shape
+    n_atoms = len(structure)
+    sender, receiver = edge_index[0], edge_index[1]
+    edge_structure = structure[receiver]
+    v = vectors.detach()
+
+    def to_atoms(G):  # (..., n_edges, 3) -> (..., n_atoms, 3): d Phi / d r_a
+        lead = G.shape[:-2]
+        out = torch.zeros(lead + (n_atoms, 3), dtype=G.dtype, device=G.device)
+        out = out.index_add(len(lead), receiver, G)
+        return out.index_add(len(lead), sender, -G)
+
+    tangents, gather = [], None
+    if forces:
+        atom_t, gather = atom_tangents(structure, torch.zeros(n_atoms, 3, dtype=v.dtype, device=v.device))
+        # a tangent on positions moves the edge vectors by t[receiver] - t[sender]
+        tangents += [(t[receiver] - t[sender],) for t in atom_t]
+    n_pos = len(tangents)
+    if stress:
+        for a, b in VOIGT:
+            t = torch.zeros_like(v)
+            t[:, b] += 0.5 * v[:, a]
+            t[:, a] += 0.5 * v[:, b]
+            tangents.append((t,))
+
+    def reverse_map(grads):
+        G = grads[0]  # (d, n_edges, 3)
+        force = strain = None
+        if forces:
+            force = -to_atoms(G).permute(1, 2, 0).reshape(-1, d)
+        if stress:
+            outer = 0.5 * (v[None, :, :, None] * G[:, :, None, :] + G[:, :, :, None] * v[None, :, None, :])
+            per_graph = torch.zeros((d, n_graphs, 3, 3), dtype=G.dtype, device=G.device).index_add(
+                1, edge_structure, outer)
+            strain = torch.stack([per_graph[:, :, a, b] for a, b in VOIGT], dim=2) / volumes[None, :, None]
+            strain = strain.permute(1, 2, 0).reshape(-1, d)
+        return force, strain
+
+    def forward_map(jv):
+        force = strain = None
+        if forces:
+            force = -gather(jv[:n_pos]).reshape(-1, d)
+        if stress:
+            strain = (jv[n_pos:].permute(1, 0, 2) / volumes[:, None, None]).reshape(-1, d)
+        return force, strain
+
+    return jacobian_rows(Phi, [vectors], reverse_map, tangents, forward_map, mode)
