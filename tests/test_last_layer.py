@@ -193,3 +193,19 @@ def test_bad_input_is_named():
         ll.features(clusters(1), batch_size=0)
     with pytest.raises(TypeError, match="expected a mace-torch MACE model"):
         MACELastLayer(torch.nn.Linear(3, 1))
+
+
+@pytest.mark.parametrize("zbl", [False, True])
+def test_evaluate_gives_the_models_energies_and_forces(zbl):
+    model = small_mace(zbl=zbl)
+    ll = MACELastLayer(model)
+    frames = clusters(3)
+    own = model_outputs(model, frames, forces=True)
+    fast = ll.evaluate(frames, batch_size=2)
+    np.testing.assert_allclose(fast["energy"], own["energy"], rtol=1e-13)
+    np.testing.assert_allclose(fast["forces"], own["forces"], rtol=0, atol=1e-12 * np.abs(own["forces"]).max())
+    np.testing.assert_allclose(fast["phi"], ll.features(frames)[0], rtol=0, atol=1e-13)
+    # the generic route: rows . w plus the forces of position-dependent constants (ZBL)
+    generic = LastLayer.evaluate(ll, frames)
+    np.testing.assert_allclose(generic["forces"], own["forces"], rtol=0, atol=1e-9 * np.abs(own["forces"]).max())
+    assert ("constant_forces" in ll.compute(frames, forces=True)) == zbl

@@ -30,8 +30,9 @@ Adapters import their package only when used:
 from __future__ import annotations
 
 from ._base import LastLayer
+from ._llpr import LLPR, PAPER_REGULARIZER, model_identity
 
-__all__ = ["LastLayer", "MACELastLayer"]
+__all__ = ["LastLayer", "LLPR", "PAPER_REGULARIZER", "model_identity", "MACELastLayer", "RigidityCalculator"]
 
 
 def __getattr__(name):
@@ -39,4 +40,8 @@ def __getattr__(name):
         from ._mace import MACELastLayer
 
         return MACELastLayer
+    if name == "RigidityCalculator":
+        from ._calculator import RigidityCalculator
+
+        return RigidityCalculator
     raise AttributeError(f"module 'rigidity.last_layer' has no attribute {name!r}")

@@ -103,6 +103,20 @@ class LastLayer(ABC):
         """
         return self.compute(frames, stress=True, reduce=reduce, batch_size=batch_size, mode=mode)["stress_rows"]
 
+    def evaluate(self, frames, batch_size: int = 16) -> dict[str, np.ndarray]:
+        """The model's own energy (n_structures,) and ``forces`` (n_atoms, 3), with phi, structure and constants.
+
+        One forward and one backward pass of the energy where the adapter supports it (what
+        an MD step needs); this default builds the force rows and contracts them with the
+        weights, adding the forces of position-dependent constants (``constant_forces``).
+        """
+        out = self.compute(frames, forces=True, batch_size=batch_size)
+        forces = (out["force_rows"] @ self.weights).reshape(-1, 3)
+        if "constant_forces" in out:
+            forces = forces + out["constant_forces"]
+        out["forces"] = forces
+        return out
+
     def energies(self, frames, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
         """``(reconstructed, model)``: sum_i (phi_i . w + c_i) per structure, and the model's own energies."""
         out = self.compute(frames, batch_size=batch_size)

@@ -140,7 +140,7 @@ class MACELastLayer(LastLayer):
             first += int(batch.num_graphs)
 
     # -- features -------------------------------------------------------------------
-    def _forward(self, batch, positions_grad: bool):
+    def _forward(self, batch, positions_grad: bool, model_forces: bool = False):
         """phi (n_atoms, d), constants (n_atoms,), energy (n_graphs,) of one batch, as torch tensors."""
         torch = _import_mace()
         model = self.model
@@ -155,7 +155,7 @@ class MACELastLayer(LastLayer):
         handles = [linear.register_forward_pre_hook(tap(t, torch.as_tensor(columns, device=self.device)))
                    for t, (linear, columns) in enumerate(self._taps)]
         edges: list = [None]
-        if positions_grad:
+        if positions_grad and not model_forces:
             # the edge vectors r_j - r_i + shift: every dependence of the model on positions and cell
             handles.append(model.spherical_harmonics.register_forward_pre_hook(
                 lambda module, args: edges.__setitem__(0, args[0])))
@@ -166,8 +166,8 @@ class MACELastLayer(LastLayer):
         if positions_grad:
             data["positions"].requires_grad_(True)
         try:
-            with torch.set_grad_enabled(positions_grad):
-                out = model(data, training=False, compute_force=False, compute_stress=False)
+            with torch.set_grad_enabled(positions_grad or model_forces):
+                out = model(data, training=False, compute_force=model_forces, compute_stress=False)
         finally:
             for h in handles:
                 h.remove()
@@ -179,11 +179,29 @@ class MACELastLayer(LastLayer):
         energy = out["energy"]
         if energy.ndim > 1:
             energy = energy[:, self.head_index]
+        if model_forces:
+            return phi, constants, energy, data, out["forces"]
         return phi, constants, energy, data, edges[0]
+
+    def evaluate(self, frames, batch_size: int = 16) -> dict[str, np.ndarray]:
+        """The model's energies and forces (mace's own, one backward pass), with phi, structure and constants."""
+        from ._base import check_frames
+
+        frames = check_frames(frames)
+        keys = ("phi", "constants", "energy", "forces", "structure")
+        parts: dict = {k: [] for k in keys}
+        for batch, first in self._batches(frames, batch_size):
+            phi, constants, energy, data, forces = self._forward(batch, positions_grad=False, model_forces=True)
+            for k, v in zip(keys[:4], (phi, constants, energy, forces)):
+                parts[k].append(v.detach().cpu().double().numpy())
+            parts["structure"].append(data["batch"].detach().cpu().numpy() + first)
+        out = {k: np.concatenate(v) for k, v in parts.items()}
+        out["structure"] = out["structure"].astype(int)
+        return out
 
     def _compute(self, frames, forces, stress, reduce, batch_size, mode):
         torch = _import_mace()
-        phis, consts, energies, structures, rows, stress_rows = [], [], [], [], [], []
+        phis, consts, energies, structures, rows, stress_rows, constant_forces = [], [], [], [], [], [], []
         for batch, first in self._batches(frames, batch_size):
             phi, constants, energy, data, vectors = self._forward(batch, positions_grad=forces or stress)
             index = data["batch"]
@@ -197,6 +215,12 @@ class MACELastLayer(LastLayer):
                 if stress:
                     cells = data["cell"].reshape(-1, 3, 3)
                     volumes = torch.linalg.det(cells).abs()
+                if forces and constants.requires_grad:
+                    # the ZBL pair repulsion: constants that depend on positions, with forces of their own
+                    (g,) = torch.autograd.grad(constants.sum(), vectors, retain_graph=True)
+                    sender, receiver = data["edge_index"]
+                    f = torch.zeros_like(data["positions"]).index_add(0, receiver, -g).index_add(0, sender, g)
+                    constant_forces.append(f.detach().cpu().double().numpy())
                 force, strain = edge_rows(Phi, vectors, data["edge_index"], index, mode, volumes, forces, stress)
                 if forces:
                     rows.append(force.detach().cpu().double().numpy())
@@ -212,6 +236,8 @@ class MACELastLayer(LastLayer):
             out["force_rows"] = np.concatenate(rows)
         if stress:
             out["stress_rows"] = np.concatenate(stress_rows)
+        if constant_forces:
+            out["constant_forces"] = np.concatenate(constant_forces)
         return out
 
 
