@@ -24,14 +24,16 @@ outputs, and every adapter keeps one contract (:class:`LastLayer`):
 
 Adapters import their package only when used:
 
-- :class:`MACELastLayer` for mace-torch ``MACE`` / ``ScaleShiftMACE`` models.
+- :class:`MACELastLayer` for mace-torch ``MACE`` / ``ScaleShiftMACE`` models;
+- :class:`PaiNNLastLayer` for schnetpack ``NeuralNetworkPotential`` models (PaiNN
+  representation, ``Atomwise`` energy, their postprocessors).
 """
 
 from __future__ import annotations
 
 from ._base import LastLayer
 
-__all__ = ["LastLayer", "MACELastLayer"]
+__all__ = ["LastLayer", "MACELastLayer", "PaiNNLastLayer"]
 
 
 def __getattr__(name):
@@ -39,4 +41,8 @@ def __getattr__(name):
         from ._mace import MACELastLayer
 
         return MACELastLayer
+    if name == "PaiNNLastLayer":
+        from ._painn import PaiNNLastLayer
+
+        return PaiNNLastLayer
     raise AttributeError(f"module 'rigidity.last_layer' has no attribute {name!r}")
