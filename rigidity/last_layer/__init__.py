@@ -24,7 +24,9 @@ outputs, and every adapter keeps one contract (:class:`LastLayer`):
 
 Adapters import their package only when used:
 
-- :class:`MACELastLayer` for mace-torch ``MACE`` / ``ScaleShiftMACE`` models.
+- :class:`MACELastLayer` for mace-torch ``MACE`` / ``ScaleShiftMACE`` models;
+- :class:`PaiNNLastLayer` for schnetpack ``NeuralNetworkPotential`` models (PaiNN
+  representation, ``Atomwise`` energy, their postprocessors).
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from __future__ import annotations
 from ._base import LastLayer
 from ._llpr import LLPR, PAPER_REGULARIZER, model_identity
 
-__all__ = ["LastLayer", "LLPR", "PAPER_REGULARIZER", "model_identity", "MACELastLayer", "RigidityCalculator"]
+__all__ = ["LastLayer", "LLPR", "PAPER_REGULARIZER", "model_identity", "MACELastLayer", "PaiNNLastLayer",
+           "RigidityCalculator"]
 
 
 def __getattr__(name):
@@ -40,6 +43,10 @@ def __getattr__(name):
         from ._mace import MACELastLayer
 
         return MACELastLayer
+    if name == "PaiNNLastLayer":
+        from ._painn import PaiNNLastLayer
+
+        return PaiNNLastLayer
     if name == "RigidityCalculator":
         from ._calculator import RigidityCalculator
 
