@@ -32,7 +32,7 @@ figures: $(STAMP)
 	$(VENV)/bin/snakemake --profile profiles/default --cores $(CORES) --config scale=$(SCALE)
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(CORES) --dist loadfile
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -7,15 +7,17 @@ random weights, float64) on 10-atom Si clusters, and the same architecture on a
 second for
 
 - features alone (``features``, batches of ``--batch`` structures);
-- energy + force rows, batched: one backward pass per feature serves the whole batch
-  (``force_rows(batch_size=B)``);
 - energy + force rows, per-feature loop: one structure at a time, one backward pass per
-  feature (``force_rows(batch_size=1)``, the usual loop), in the same run;
+  feature (``force_rows(batch_size=1, mode="reverse")``, the usual loop): the baseline;
+- energy + force rows, batched, reverse mode: one backward pass per feature serves the
+  whole batch;
+- forward mode: one double-vjp pass per atom coordinate of the largest structure, shared
+  by the batch; "auto": the cheaper of the two by their pass counts (what the library does);
 
 and the process's peak resident memory. Times are CPU times of this machine, with the
 threads torch is given (``OMP_NUM_THREADS``); look at the load (``uptime``) first.
 
-Run: ``python benchmarks/bench_last_layer.py [--clusters 32] [--boxes 2] [--batch 16]``
+Run: ``python benchmarks/bench_last_layer.py [--clusters 8] [--boxes 1] [--batch 16]`` (about 10 minutes)
 """
 
 from __future__ import annotations
@@ -88,23 +90,26 @@ def timed(fn, *args, **kwargs):
     return time.perf_counter() - t0, out
 
 
-def run(name, ll, frames, batch):
-    t_feat, _ = timed(ll.features, frames, batch_size=batch)
-    t_batched, (rows_b, _) = timed(ll.force_rows, frames, batch_size=batch)
-    t_loop, (rows_l, _) = timed(ll.force_rows, frames, batch_size=1)
-    diff = np.abs(rows_b - rows_l).max() / np.abs(rows_l).max()
+def run(name, ll, frames, batch, modes):
     n = len(frames)
     print(f"{name}: {n} structures of {len(frames[0])} atoms, d = {ll.n_features}, batch {batch}")
-    print(f"  features alone:                 {n / t_feat:9.2f} structures/s")
-    print(f"  energy + force rows, batched:   {n / t_batched:9.2f} structures/s")
-    print(f"  energy + force rows, per-feature loop, one structure at a time: {n / t_loop:9.2f} structures/s")
-    print(f"  speed-up of the batched rows:   {t_loop / t_batched:9.1f}x   (max relative difference {diff:.1e})")
+    t_feat, _ = timed(ll.features, frames, batch_size=batch)
+    print(f"  features alone:                                   {n / t_feat:9.3f} structures/s")
+    t_loop, (rows_l, _) = timed(ll.force_rows, frames, batch_size=1, mode="reverse")
+    print(f"  energy + force rows, per-feature loop, one structure at a time:"
+          f" {n / t_loop:9.3f} structures/s  (the baseline)")
+    scale = np.abs(rows_l).max()
+    for mode in modes:
+        t, (rows, _) = timed(ll.force_rows, frames, batch_size=batch, mode=mode)
+        diff = np.abs(rows - rows_l).max() / scale
+        print(f"  energy + force rows, batched, {mode:>7} mode:       {n / t:9.3f} structures/s"
+              f"  {t_loop / t:5.1f}x the baseline  (max relative difference {diff:.1e})")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--clusters", type=int, default=32)
-    parser.add_argument("--boxes", type=int, default=2)
+    parser.add_argument("--clusters", type=int, default=8)
+    parser.add_argument("--boxes", type=int, default=1)
     parser.add_argument("--batch", type=int, default=16)
     args = parser.parse_args(argv)
     import torch
@@ -113,9 +118,12 @@ def main(argv=None):
 
     rng = np.random.default_rng(0)
     print(f"torch threads: {torch.get_num_threads()}; CPU times of this machine")
-    run("Si clusters", MACELastLayer(paper_si_mace([14])), si_clusters(args.clusters, rng), args.batch)
+    run("Si clusters", MACELastLayer(paper_si_mace([14])), si_clusters(args.clusters, rng), args.batch,
+        ("reverse", "forward", "auto"))
     if args.boxes:
-        run("128-bead boxes", MACELastLayer(paper_si_mace([8])), bead_boxes(args.boxes, rng), args.batch)
+        # 384 coordinates against 144 features: forward mode would take 384 passes, auto takes reverse
+        run("128-bead boxes", MACELastLayer(paper_si_mace([8])), bead_boxes(args.boxes, rng), args.batch,
+            ("auto",))
     print(f"peak resident memory of the process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 

@@ -98,6 +98,39 @@ def test_adding_a_structure_raises_its_pr_by_its_weight(ll):
     np.testing.assert_allclose(llpr.pr(new), before, rtol=0)
 
 
+def adapter(kind):
+    """A small model of each architecture, built with its package's own constructors."""
+    if kind == "mace":
+        return MACELastLayer(small_mace()), clusters
+    if kind == "painn":
+        pytest.importorskip("schnetpack")
+        from test_last_layer_painn import read, small_model
+
+        from test_last_layer_painn import clusters as painn_clusters
+
+        return read(small_model()), painn_clusters
+    pytest.importorskip("metatrain")
+    from test_last_layer_metatomic import small_adapter
+
+    return small_adapter()
+
+
+@pytest.mark.parametrize("kind", ["mace", "painn", "metatomic"])
+def test_every_adapter_appendix_b_and_numpy_torch_paths(kind):
+    ll, make = adapter(kind)
+    llpr = LLPR(ll, regularizer=1e-5, force_weight=1.0).fit(make(3, seed=4))
+    new = make(2, seed=11)
+    before = llpr.pr(new)
+    after = np.array([llpr.with_added([atoms], weight=2.0).pr([atoms])[0] for atoms in new])
+    np.testing.assert_allclose(after - before, 2.0, rtol=1e-6)
+    G, w = llpr.training_rows(make(3, seed=4))
+    h_torch = Hessian(ll.n_features, regularizer=1e-5).add(torch.as_tensor(G), weights=torch.as_tensor(w))
+    phi, structure = ll.features(new)
+    Phi = np.stack([phi[structure == s].sum(0) for s in range(len(new))])
+    np.testing.assert_allclose(h_torch.pr(torch.as_tensor(Phi)).numpy(), before, rtol=1e-9)
+    np.testing.assert_allclose(h_torch.lpr(torch.as_tensor(phi)).numpy(), llpr.lpr(new)[0], rtol=1e-9)
+
+
 def test_cpr_of_each_layer_and_numpy_torch_agree(ll):
     llpr = LLPR(ll, regularizer=1e-5, force_weight=1.0).fit(clusters(3, seed=4))
     test = clusters(2, seed=12)

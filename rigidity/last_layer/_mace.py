@@ -270,8 +270,10 @@ def edge_rows(Phi, vectors, edge_index, structure, mode, volumes, forces=True, s
     tangents, gather = [], None
     if forces:
         atom_t, gather = atom_tangents(structure, torch.zeros(n_atoms, 3, dtype=v.dtype, device=v.device))
-        # a tangent on positions moves the edge vectors by t[receiver] - t[sender]
-        tangents += [(t[receiver] - t[sender],) for t in atom_t]
+        # a tangent on positions moves the edge vectors by t[receiver] - t[sender]; the model sees only edge
+        # vectors, so moving every atom at once changes nothing and the first atom's rows are minus the sum of
+        # the others': its three tangents are skipped (for structures of one atom they vanish anyway)
+        tangents += [(t[receiver] - t[sender],) for t in atom_t[3:]]
     n_pos = len(tangents)
     if stress:
         for a, b in VOIGT:
@@ -296,7 +298,14 @@ def edge_rows(Phi, vectors, edge_index, structure, mode, volumes, forces=True, s
     def forward_map(jv):
         force = strain = None
         if forces:
-            force = -gather(jv[:n_pos]).reshape(-1, d)
+            zero = torch.zeros((3,) + tuple(jv.shape[1:]), dtype=jv.dtype, device=jv.device)
+            rows = -gather(torch.cat([zero, jv[:n_pos]]))  # (n_atoms, 3, d), the first atoms' rows still 0
+            first = torch.ones(n_atoms, dtype=torch.bool, device=rows.device)
+            first[1:] = structure[1:] != structure[:-1]
+            per_structure = torch.zeros((n_graphs, 3, d), dtype=rows.dtype, device=rows.device).index_add(
+                0, structure, rows)
+            rows[first] = -per_structure[structure[first]]
+            force = rows.reshape(-1, d)
         if stress:
             strain = (jv[n_pos:].permute(1, 0, 2) / volumes[:, None, None]).reshape(-1, d)
         return force, strain
