@@ -24,14 +24,17 @@ outputs, and every adapter keeps one contract (:class:`LastLayer`):
 
 Adapters import their package only when used:
 
-- :class:`MACELastLayer` for mace-torch ``MACE`` / ``ScaleShiftMACE`` models.
+- :class:`MACELastLayer` for mace-torch ``MACE`` / ``ScaleShiftMACE`` models;
+- :class:`MetatomicLastLayer` for metatomic models exporting
+  ``mtt::aux::energy_last_layer_features`` (metatrain's SOAP-BPNN), exported (``.pt``)
+  or as metatrain checkpoints (``.ckpt``).
 """
 
 from __future__ import annotations
 
 from ._base import LastLayer
 
-__all__ = ["LastLayer", "MACELastLayer"]
+__all__ = ["LastLayer", "MACELastLayer", "MetatomicLastLayer"]
 
 
 def __getattr__(name):
@@ -39,4 +42,8 @@ def __getattr__(name):
         from ._mace import MACELastLayer
 
         return MACELastLayer
+    if name == "MetatomicLastLayer":
+        from ._metatomic import MetatomicLastLayer
+
+        return MetatomicLastLayer
     raise AttributeError(f"module 'rigidity.last_layer' has no attribute {name!r}")
