@@ -26,7 +26,14 @@ Adapters import their package only when used:
 
 - :class:`MACELastLayer` for mace-torch ``MACE`` / ``ScaleShiftMACE`` models;
 - :class:`PaiNNLastLayer` for schnetpack ``NeuralNetworkPotential`` models (PaiNN
-  representation, ``Atomwise`` energy, their postprocessors).
+  representation, ``Atomwise`` energy, their postprocessors);
+- :class:`MetatomicLastLayer` for metatomic models exporting
+  ``mtt::aux::energy_last_layer_features`` (metatrain's SOAP-BPNN), exported (``.pt``)
+  or as metatrain checkpoints (``.ckpt``).
+
+On top of any adapter: :class:`LLPR` (H over a training set; PR, LPR, CPR per block,
+calibrated uncertainties), :class:`RigidityCalculator` (an ASE calculator reporting them
+at every MD step) and the ``rigidity-llpr`` command line (:mod:`rigidity.last_layer.cli`).
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from ._base import LastLayer
 from ._llpr import LLPR, PAPER_REGULARIZER, model_identity
 
 __all__ = ["LastLayer", "LLPR", "PAPER_REGULARIZER", "model_identity", "MACELastLayer", "PaiNNLastLayer",
-           "RigidityCalculator"]
+           "MetatomicLastLayer", "RigidityCalculator"]
 
 
 def __getattr__(name):
@@ -51,4 +58,8 @@ def __getattr__(name):
         from ._calculator import RigidityCalculator
 
         return RigidityCalculator
+    if name == "MetatomicLastLayer":
+        from ._metatomic import MetatomicLastLayer
+
+        return MetatomicLastLayer
     raise AttributeError(f"module 'rigidity.last_layer' has no attribute {name!r}")
