@@ -10,7 +10,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-TIERS = {"test_config.py": "config", "test_workflow.py": "workflow", "test_slurm.py": "workflow",
+TIERS = {"test_config.py": "config", "test_workflow.py": "workflow", "test_workflow_smoke.py": "workflow",
+         "test_slurm.py": "workflow",
          "test_fig4.py": "workflow", "test_fig5.py": "workflow", "test_fig6.py": "workflow", "test_fig7.py": "workflow"}
 
 

@@ -19,7 +19,7 @@ pytest.importorskip("vesin.metatomic")
 pytest.importorskip("metatrain.soap_bpnn")  # metatrain's soap-bpnn extra
 
 import rigidity  # noqa: E402
-from rigidity.last_layer import LastLayer, MetatomicLastLayer  # noqa: E402
+from rigidity.last_layer import LLPR, LastLayer, MetatomicLastLayer  # noqa: E402
 
 SPECIES = (1, 6, 8)
 E0 = {1: -13.6, 6: -1030.0, 8: -2040.0}  # eV, per-atom reference energies added to the Morse energy
@@ -306,6 +306,11 @@ def test_energy_uncertainties_match_metatrains_llpr(trained):
                          "energy_uncertainty": ModelOutput(sample_kind="atom")})["energy_uncertainty"].block()
     order = np.argsort(local.samples.values[:, 0].numpy() * 1000 + local.samples.values[:, 1].numpy())
     np.testing.assert_allclose(local.values.numpy().ravel()[order], sigma_atoms, rtol=1e-11)
+    # the same through rigidity's LLPR object: per-atom energy rows, calibrated by likelihood
+    ours = LLPR(ll, regularizer=REGULARIZER, per_atom_energy=True, energy_key="morse_energy").fit(trained.train)
+    np.testing.assert_allclose(ours.calibrate(trained.calib), multiplier**2, rtol=1e-12)
+    np.testing.assert_allclose(ours.energy_uncertainty(frames), theirs["energy_uncertainty"].block().values.numpy()
+                               .ravel(), rtol=1e-11)
     # the llpr wrapper of the exported llpr model is read through to its SOAP-BPNN
     np.testing.assert_allclose(MetatomicLastLayer(llpr).weights, ll.weights, rtol=1e-14)
 
@@ -411,3 +416,25 @@ def test_bad_input_is_named(exported):
         MetatomicLastLayer(_toy_model({"energy": "system"}))
     with pytest.raises(ValueError, match=r"does not list the weights of its energy last layer"):
         MetatomicLastLayer(_toy_model({"energy": "system", features: "atom"}))
+
+
+def test_command_line_reads_an_exported_model_and_a_checkpoint(trained, tmp_path, capsys):
+    """rigidity-llpr on metatrain's own files: the exported .pt and the .ckpt give the same LPR."""
+    import ase.io
+
+    from rigidity.last_layer.cli import main
+
+    ase.io.write(tmp_path / "big.xyz", molecules(2, seed=5), format="extxyz")
+    written = []
+    for model in (trained.pt, trained.ckpt):
+        out = tmp_path / f"lpr_{model.suffix[1:]}.xyz"
+        argv = ["--model", str(model), "--train", str(trained.root / "train.xyz"),
+                "--valid", str(trained.root / "calib.xyz"), "--structures", str(tmp_path / "big.xyz"),
+                "--output", str(out), "--energy-key", "morse_energy", "--per-atom-energy", "--quiet",
+                "--regularizer", str(REGULARIZER)]
+        assert main(argv) == 0, capsys.readouterr().err
+        assert "MetatomicLastLayer" in capsys.readouterr().out
+        written.append(ase.io.read(out, ":"))
+    for a, b in zip(*written):
+        np.testing.assert_allclose(a.arrays["lpr"], b.arrays["lpr"], rtol=1e-6)
+        assert np.isfinite(a.info["energy_uncertainty"]) and a.info["rigidity_calibrated"]

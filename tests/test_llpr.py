@@ -104,15 +104,18 @@ def adapter(kind):
         return MACELastLayer(small_mace()), clusters
     if kind == "painn":
         pytest.importorskip("schnetpack")
-        from test_last_layer_painn import read, small_model
-
         from test_last_layer_painn import clusters as painn_clusters
+        from test_last_layer_painn import read, small_model
 
         return read(small_model()), painn_clusters
     pytest.importorskip("metatrain")
-    from test_last_layer_metatomic import small_adapter
+    from test_last_layer_metatomic import _untrained, molecules
 
-    return small_adapter()
+    from rigidity.last_layer import MetatomicLastLayer
+
+    soap = {"max_radial": 2, "max_angular": 2, "cutoff": {"radius": 4.0, "width": 0.5}}
+    model = _untrained("soap_bpnn", soap=soap, bpnn={"num_hidden_layers": 1, "num_neurons_per_layer": 8})
+    return MetatomicLastLayer(model), molecules
 
 
 @pytest.mark.parametrize("kind", ["mace", "painn", "metatomic"])

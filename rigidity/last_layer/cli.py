@@ -72,22 +72,27 @@ def load_last_layer(path: str, head: str | None = None, device: str | None = Non
     p = _existing_file(path, "model file")
     supported = ("a mace-torch MACE model (torch.save / mace_run_train), a schnetpack NeuralNetworkPotential "
                  "or an exported metatomic model (mtt export)")
+    def metatomic(reason):
+        try:
+            from ._metatomic import MetatomicLastLayer
+        except ImportError:
+            raise InputError(f"model file {path} is not a model this command reads ({supported}): {reason}") from None
+        try:
+            return MetatomicLastLayer(str(p), device=device)
+        except Exception as err:
+            raise InputError(f"model file {path} is not a model this command reads ({supported}): {reason}; as a "
+                             f"metatomic model: {type(err).__name__}: {str(err).splitlines()[0][:200]}") from None
+
+    if p.suffix == ".ckpt":  # a metatrain checkpoint
+        return metatomic("a .ckpt file is read as a metatrain checkpoint")
+    if _is_torchscript(p):  # exported metatomic models are TorchScript archives
+        return metatomic("a TorchScript archive is read as an exported metatomic model")
     try:
         obj = _torch_load(p)
-    except Exception as pickle_error:
-        try:
-            from ._metatomic import MetatomicLastLayer, load_metatomic_model
-        except ImportError:
-            MetatomicLastLayer = None
-        if MetatomicLastLayer is not None:
-            try:
-                model = load_metatomic_model(p)
-            except Exception:
-                model = None
-            if model is not None:
-                return MetatomicLastLayer(model, device=device)
-        raise InputError(f"model file {path} is not a model this command reads ({supported}): "
-                         f"{type(pickle_error).__name__}: {str(pickle_error).splitlines()[0][:200]}") from None
+    except Exception as pickle_error:  # an exported (TorchScript) metatomic model is not a pickle
+        return metatomic(f"{type(pickle_error).__name__}: {str(pickle_error).splitlines()[0][:200]}")
+    if isinstance(obj, dict) and "architecture_name" in obj:  # a metatrain checkpoint under another name
+        return metatomic("a metatrain checkpoint")
     if hasattr(obj, "readouts") and hasattr(obj, "atomic_energies_fn"):
         from ._mace import MACELastLayer
 
@@ -97,6 +102,15 @@ def load_last_layer(path: str, head: str | None = None, device: str | None = Non
 
         return PaiNNLastLayer(obj.double() if _is_float32(obj) else obj, device=device)
     raise InputError(f"model file {path} holds a {type(obj).__module__}.{type(obj).__name__}, expected {supported}")
+
+
+def _is_torchscript(path: Path) -> bool:
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.split("/", 2)[1:2] == ["code"] for name in archive.namelist())
 
 
 def _is_float32(model) -> bool:
