@@ -351,6 +351,19 @@ def test_zbl_energies_are_constants():
     assert np.ptp(out["constants"][numbers == 6]) > 0  # the repulsion depends on the positions
     rebuilt, own = ll.energies(frames)
     np.testing.assert_allclose(rebuilt, own, rtol=0, atol=1e-12 * np.abs(own).max())
+    # the model's forces (one backward pass of its energy) are rows . w plus the repulsion's own forces
+    fast = ll.evaluate(frames)
+    assert ll.compute(frames, forces=True)["constant_forces"].any()
+    generic = LastLayer.evaluate(ll, frames)
+    np.testing.assert_allclose(generic["forces"], fast["forces"], rtol=0, atol=1e-10 * np.abs(fast["forces"]).max())
+    h = 1e-5
+    atoms = frames[0]
+    for a, x in ((0, 0), (1, 2)):
+        plus, minus = atoms.copy(), atoms.copy()
+        plus.positions[a, x] += h
+        minus.positions[a, x] -= h
+        fd = -(ll.energies([plus])[1][0] - ll.energies([minus])[1][0]) / (2 * h)
+        np.testing.assert_allclose(fast["forces"][a, x], fd, rtol=1e-6, atol=1e-8)
 
 
 def test_pet_without_last_layer_biases_and_refused_with_them():

@@ -271,3 +271,54 @@ def test_bad_input_is_named():
             changed.features(clusters(1))
     finally:
         changed.model.do_postprocessing = True
+
+
+@pytest.mark.parametrize("aggregation", ["sum", "avg"])
+def test_evaluate_gives_the_models_own_forces_in_one_pass(aggregation):
+    model = small_model(aggregation)
+    ll = read(model)
+    frames = clusters(3)
+    out = ll.evaluate(frames, batch_size=2)
+    own = model_outputs(model, frames)
+    np.testing.assert_allclose(out["energy"], own["energy"], rtol=1e-13)
+    np.testing.assert_allclose(out["forces"], own["forces"], rtol=0, atol=1e-13 * np.abs(own["forces"]).max())
+    np.testing.assert_allclose(out["phi"], ll.features(frames)[0], rtol=0, atol=1e-14)
+
+
+def test_an_averaging_models_lpr_does_not_depend_on_the_size_of_the_structure():
+    from rigidity.last_layer import LLPR
+
+    ll = read(small_model("avg"))
+    with pytest.raises(ValueError, match="per atom already"):
+        LLPR(ll, per_atom_energy=True)
+    llpr = LLPR(ll, regularizer=1e-6, force_weight=1.0).fit(clusters(4, seed=5))
+    one = clusters(1, seed=7)[0]
+    two = one.copy()
+    far = one.copy()
+    far.positions += 50.0  # beyond the cutoff: the same environments, twice as many atoms
+    two += far
+    lpr_one, _ = llpr.lpr([one])
+    lpr_two, _ = llpr.lpr([two])
+    np.testing.assert_allclose(lpr_two, np.concatenate([lpr_one, lpr_one]), rtol=1e-8)
+
+
+def test_command_line_takes_the_elements_the_model_knows_from_the_training_set(tmp_path, capsys):
+    from ase.io import write
+
+    from rigidity.last_layer.cli import main
+
+    torch.save(small_model(), tmp_path / "painn.pt")
+    train = clusters(4, seed=5)
+    for atoms in train:
+        atoms.info["energy"] = 0.0
+    write(tmp_path / "train.xyz", train)
+    fluorine = clusters(1, seed=6)
+    fluorine[0].numbers[0] = 9
+    write(tmp_path / "f.xyz", fluorine)
+    argv = ["--model", str(tmp_path / "painn.pt"), "--train", str(tmp_path / "train.xyz"),
+            "--structures", str(tmp_path / "f.xyz"), "--output", str(tmp_path / "out.xyz"), "--quiet"]
+    assert main(argv) == 2
+    assert "has elements ['F'] the model does not know (it knows ['H', 'O'])" in capsys.readouterr().err
+    assert not (tmp_path / "out.xyz").exists()
+    argv[5] = str(tmp_path / "train.xyz")
+    assert main(argv) == 0 and "PaiNNLastLayer" in capsys.readouterr().out

@@ -203,3 +203,65 @@ def test_calculator_reports_lpr_of_every_atom_at_every_step_of_md(ll, tmp_path):
     # forces are the model's: the wrapper changes nothing in the dynamics
     np.testing.assert_allclose(atoms.get_forces(), ll.evaluate([atoms])["forces"], rtol=1e-12, atol=1e-12)
     assert set(atoms.calc.results) >= {"energy", "forces", "pr", "lpr", "energy_uncertainty"}
+
+
+def test_mean_reduction_divides_each_term_by_its_row_count(ll):
+    frames = periodic_boxes_for_stress()
+    lam_e, lam_f, lam_s = 1.0, 100.0, 10.0
+    mean = LLPR(ll, regularizer=1e-6, energy_weight=lam_e, force_weight=lam_f, stress_weight=lam_s,
+                per_atom_energy=True, reduction="mean").fit(frames)
+    out = ll.compute(frames, forces=True, stress=True)
+    S, N = len(frames), sum(len(a) for a in frames)
+    phi, structure = out["phi"], out["structure"]
+    g = np.stack([phi[structure == s].mean(0) for s in range(S)])
+    f, t = out["force_rows"], out["stress_rows"]
+    # a loss over the 9 stress components counts each off-diagonal Voigt row twice
+    multiplicity = np.tile([1, 1, 1, 2, 2, 2], S)
+    H = (1e-6 * np.eye(ll.n_features) + lam_e / S * g.T @ g + lam_f / (3 * N) * f.T @ f
+         + lam_s / (9 * S) * t.T @ (multiplicity[:, None] * t))
+    np.testing.assert_allclose(mean.hessian.matrix, H, rtol=1e-10, atol=1e-12 * np.abs(H).max())
+    with pytest.raises(ValueError, match="give it to one fit"):
+        mean.fit(frames)
+    with pytest.raises(ValueError, match="Huber loss with stress_weight"):
+        LLPR(ll, stress_weight=1.0, loss="huber")
+
+
+def periodic_boxes_for_stress():
+    from test_last_layer import periodic_boxes
+
+    return periodic_boxes(3, seed=8)
+
+
+def test_single_atom_structures_have_zero_force_rows(ll):
+    from ase import Atoms
+
+    frames = [Atoms("H", positions=[[0, 0, 0]]), Atoms("O", positions=[[1, 1, 1]])]
+    for mode in ("auto", "forward", "reverse"):
+        rows, _ = ll.force_rows(frames, mode=mode)
+        assert rows.shape == (6, ll.n_features) and not rows.any()
+    LLPR(ll, regularizer=1e-5, force_weight=1.0).fit(frames + clusters(2))
+
+
+def test_calculator_takes_the_models_own_calculator_and_refuses_another_models(ll):
+    from ase.calculators.calculator import Calculator, all_changes
+
+    class Own(Calculator):
+        implemented_properties = ["energy", "forces"]
+
+        def __init__(self, adapter, factor=1.0):
+            super().__init__()
+            self.adapter, self.factor = adapter, factor
+
+        def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+            super().calculate(atoms, properties, system_changes)
+            out = self.adapter.evaluate([atoms])
+            self.results = {"energy": self.factor * float(out["energy"][0]), "forces": out["forces"]}
+
+    llpr = LLPR(ll, regularizer=1e-5).fit(clusters(4, seed=4))
+    atoms = clusters(3, seed=40)[2].copy()
+    atoms.calc = RigidityCalculator(llpr, calculator=Own(ll))
+    assert atoms.get_potential_energy() == pytest.approx(ll.energies([atoms])[1][0], rel=1e-12)
+    np.testing.assert_allclose(atoms.calc.results["lpr"], llpr.lpr([atoms])[0], rtol=1e-12)
+    atoms.calc = RigidityCalculator(llpr, calculator=Own(MACELastLayer(small_mace(seed=1))))
+    with pytest.raises(ValueError, match="is it a calculator of another model"):
+        atoms.get_potential_energy()

@@ -46,7 +46,10 @@ def trained(tmp_path_factory):
     folder = tmp_path_factory.mktemp("mace_run_train")
     write(folder / "train.xyz", lj_clusters(8, 0))
     write(folder / "valid.xyz", lj_clusters(6, 1))
-    write(folder / "big.xyz", lj_clusters(3, 2))
+    big = lj_clusters(3, 2)
+    for atoms in big:  # ASE reads an "energy" key into a calculator: the output must keep it
+        atoms.info["energy"] = atoms.info["REF_energy"]
+    write(folder / "big.xyz", big)
     exe = shutil.which("mace_run_train") or str(__import__("pathlib").Path(sys.executable).parent / "mace_run_train")
     cmd = [exe, "--name", "tiny", "--train_file", "train.xyz", "--valid_file", "valid.xyz",
            "--E0s", "{1: -1.0, 8: -2.0}", "--model", "MACE", "--hidden_irreps", "8x0e", "--r_max", "3.0",
@@ -97,6 +100,8 @@ def test_command_line_writes_lpr_pr_and_calibrated_uncertainties(trained, capsys
         np.testing.assert_allclose(atoms.info["pr"], expected["pr"][s], rtol=1e-6)
         np.testing.assert_allclose(atoms.info["energy_uncertainty"], np.sqrt(alpha / expected["pr"][s]), rtol=1e-6)
         np.testing.assert_allclose(atoms.positions, big[s].positions)
+        # the input's labels are kept (ASE reads an "energy" back into a calculator again)
+        assert atoms.get_potential_energy() == pytest.approx(atoms.info["REF_energy"])
     import gzip
     import json
 
@@ -126,6 +131,9 @@ def bad_cases(folder):
         ({"--train": str(folder / "empty.xyz")}, "holds no structures"),
         ({"--valid": str(folder / "two.xyz")}, "holds 2 structure\\(s\\): at least 5 are needed to calibrate"),
         ({"--train": str(folder / "missing.xyz")}, "does not exist"),
+        ({"--loss": "huber", "--stress-weight": "1"}, "Huber loss with stress_weight > 0 is not supported"),
+        ({"--chemiscope": str(folder / "scope.txt")}, "must end in .json or .json.gz"),
+        ({"--output": str(folder / "no" / "out.xyz")}, "the folder of output .* does not exist"),
     ]
 
 
@@ -145,3 +153,7 @@ def test_each_bad_input_gives_its_error_and_writes_nothing(trained, capsys):
         assert re.search(message, err), (overrides, err)
         assert not out.exists() and not scope.exists(), overrides
         assert not list(trained.glob(".*.tmp.*")), overrides
+    # a failing run leaves an earlier output as it was
+    out.write_text("earlier result")
+    assert main(argv[:-1] + ["--min-valid", "10", "--quiet"]) == 2
+    assert out.read_text() == "earlier result"

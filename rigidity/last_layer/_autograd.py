@@ -73,7 +73,7 @@ def jacobian_rows(Phi, inputs, reverse_map, tangents, forward_map, mode="auto"):
             continue
         (j,) = torch.autograd.grad(total, u, retain_graph=True, allow_unused=True)
         jv.append(torch.zeros_like(Phi) if j is None else j)
-    return forward_map(torch.stack(jv))
+    return forward_map(torch.stack(jv) if jv else Phi.new_zeros((0,) + tuple(Phi.shape)))
 
 
 def local_atom_index(structure):

@@ -26,7 +26,9 @@ class RigidityCalculator(_calculator_base()[0]):
         Built over the model's training set (and calibrated, for uncertainties in eV).
     calculator : ase Calculator, optional
         The model's own ASE calculator (mace's ``MACECalculator``, schnetpack's
-        ``SpkCalculator``, metatomic's): energy, forces and stress come from it. Without it
+        ``SpkCalculator``, metatomic's): energy, forces and stress come from it (its energy
+        must be the adapter's model's, to 1e-6 relative + 1 meV: a calculator of another model
+        or head is refused). Without it
         they come from the adapter (:meth:`LastLayer.evaluate`: the model's energy and
         forces, one forward and one backward pass where the adapter supports it).
 
@@ -61,6 +63,10 @@ class RigidityCalculator(_calculator_base()[0]):
             if "stress" in properties:
                 self.results["stress"] = np.asarray(inner.get_stress())
             out = llpr.last_layer.compute([atoms], batch_size=1)
+            own = float(out["energy"][0])
+            if abs(own - energy) > 1e-6 * abs(own) + 1e-3:
+                raise ValueError(f"the calculator's energy {energy!r} eV is not the model's {own!r} eV: is it a "
+                                 "calculator of another model (or head) than the LLPR's?")
         else:
             if "stress" in properties:
                 raise NotImplementedError("stress needs the model's own calculator: RigidityCalculator(llpr, calc)")

@@ -10,7 +10,10 @@ The Gauss-Newton Hessian of the model's training loss in its last-layer weights
         + \lambda_\sigma \sum_{s, c} \ell''_{s c} \, \boldsymbol\tau_{s c} \boldsymbol\tau_{s c}^\top
         + \sigma^2 \mathbf I,
 
-is built over the training set in batches, with energy rows
+is built over the training set in batches (``reduction="sum"``: the loss a sum over
+training targets, eq. 5; ``"mean"``: each term the mean over its targets, the losses of
+mace-torch, schnetpack and metatrain, whose weights are then lambda / (number of rows of
+that term), stress off-diagonals counted twice as in a 3 x 3 loss), with energy rows
 :math:`\mathbf g_s = \sum_{i \in s} \boldsymbol\phi_i` (or their mean, for a loss on
 energies per atom, as mace-torch and the paper's SOAP-BPNN train), force rows
 :math:`\mathbf f = -\partial \mathbf g_s / \partial r_{a\alpha}` and stress rows, each
@@ -45,6 +48,9 @@ from ._base import LastLayer, check_frames
 #: sigma of the paper's last-layer PR (SETTINGS.md): sigma^2 = 2.5e-11
 PAPER_REGULARIZER = 2.5e-11
 LOSSES = ("mse", "huber")
+REDUCTIONS = ("sum", "mean")
+#: weights of the Voigt rows xx, yy, zz, yz, xz, xy in a loss over the 9 components of the stress
+VOIGT_MULTIPLICITY = np.array([1.0, 1.0, 1.0, 2.0, 2.0, 2.0])
 FILE_KIND = "rigidity.LLPR"
 
 
@@ -63,6 +69,9 @@ def _reference(atoms, key: str, kind: str, k: int):
     store = atoms.info if kind == "energy" else atoms.arrays
     if key in store:
         value = np.asarray(store[key], dtype=float)
+    elif key != kind:  # a key the user named: no fallback to whatever a calculator holds
+        where = "info" if kind == "energy" else "arrays"
+        raise ValueError(f"structure {k} ({atoms.get_chemical_formula()}) has no reference {kind} {where}[{key!r}]")
     else:
         calc = getattr(atoms, "calc", None)
         results = getattr(calc, "results", {}) if calc is not None else {}
@@ -96,6 +105,14 @@ class LLPR:
     per_atom_energy : bool
         The energy term of the loss is on energies per atom (mace-torch's weighted loss,
         the paper's SOAP-BPNN and MACE): energy rows are the mean of the features.
+    reduction : "sum" or "mean"
+        How the training loss combines its terms: "sum" over every energy, force
+        component and stress component (the paper's eq. 5), or "mean" of each term over
+        its targets (mace-torch, schnetpack, metatrain: energies over structures, forces
+        over the 3 N force components, stress over 9 components per structure). With
+        "mean", a force weight of 100 weighs force rows 3 N-bar times less than with "sum";
+        the whole training set goes into one :meth:`fit` call. (mace-torch averages per
+        batch, which multiplies every term by S / batch size: the same ratios.)
     loss : "mse" or "huber"
         With "huber", rows whose training residual exceeds ``huber_delta`` get weight 0
         (the loss's second derivative); the training set then needs reference labels.
@@ -115,7 +132,7 @@ class LLPR:
 
     def __init__(self, last_layer: LastLayer, regularizer: float = PAPER_REGULARIZER, energy_weight: float = 1.0,
                  force_weight: float = 0.0, stress_weight: float = 0.0, per_atom_energy: bool = False,
-                 loss: str = "mse", huber_delta: float = 0.01, energy_key: str = "energy",
+                 reduction: str = "sum", loss: str = "mse", huber_delta: float = 0.01, energy_key: str = "energy",
                  forces_key: str = "forces", batch_size: int = 16, mode: str = "auto", progress: bool = False):
         if not isinstance(last_layer, LastLayer):
             raise TypeError(f"expected a rigidity.last_layer adapter (LastLayer), got {type(last_layer).__name__}")
@@ -127,6 +144,14 @@ class LLPR:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if energy_weight == 0 and force_weight == 0 and stress_weight == 0:
             raise ValueError("energy_weight, force_weight and stress_weight are all 0: the loss has no terms")
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {list(REDUCTIONS)}, got {reduction!r}")
+        if loss == "huber" and stress_weight > 0:
+            raise ValueError("a Huber loss with stress_weight > 0 is not supported (no Huber weights for stress "
+                             "rows): use loss='mse' or stress_weight=0")
+        if per_atom_energy and getattr(last_layer, "aggregation", "sum") == "avg":
+            raise ValueError("the model averages its energy over atoms (aggregation 'avg'): its features are per "
+                             "atom already; per_atom_energy=True would divide them twice")
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {list(LOSSES)}, got {loss!r}")
         if loss == "huber" and huber_delta <= 0:
@@ -134,7 +159,8 @@ class LLPR:
         self.last_layer = last_layer
         self.settings = dict(regularizer=float(regularizer), energy_weight=float(energy_weight),
                              force_weight=float(force_weight), stress_weight=float(stress_weight),
-                             per_atom_energy=bool(per_atom_energy), loss=loss, huber_delta=float(huber_delta))
+                             per_atom_energy=bool(per_atom_energy), reduction=reduction, loss=loss,
+                             huber_delta=float(huber_delta))
         self.energy_key, self.forces_key = energy_key, forces_key
         self.batch_size, self.mode, self.progress = batch_size, mode, progress
         self.hessian = Hessian(last_layer.n_features, regularizer=float(regularizer))
@@ -143,9 +169,18 @@ class LLPR:
         self.alpha = {"energy": 1.0, "forces": 1.0}
 
     # -- rows -----------------------------------------------------------------------------
-    def training_rows(self, frames: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
-        """``(G, weights)``: the rows of H for these training structures, with their loss (and Huber) weights."""
+    def training_rows(self, frames: Sequence[Any], totals: tuple[int, int] | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """``(G, weights)``: the rows of H for these training structures, with their loss (and Huber) weights.
+
+        With ``reduction="mean"`` the weights are divided by the row counts of the whole
+        training set, ``totals`` = (structures, atoms) (default: these structures').
+        """
         frames = check_frames(frames)
+        if totals is None:
+            totals = (len(frames), sum(len(a) for a in frames))
+        n_structures, n_atoms = totals
+        mean = self.settings["reduction"] == "mean"
         s = self.settings
         ll = self.last_layer
         forces = s["force_weight"] > 0
@@ -160,7 +195,7 @@ class LLPR:
         parts, weights = [], []
         huber = s["loss"] == "huber"
         if s["energy_weight"] > 0:
-            w = np.full(n, s["energy_weight"])
+            w = np.full(n, s["energy_weight"] / (n_structures if mean else 1))
             if huber:
                 reference = np.array([_reference(a, self.energy_key, "energy", k) for k, a in enumerate(frames)])
                 residual = out["energy"] - reference
@@ -171,7 +206,7 @@ class LLPR:
             weights.append(w)
         if forces:
             rows = out["force_rows"]
-            w = np.full(len(rows), s["force_weight"])
+            w = np.full(len(rows), s["force_weight"] / (3 * n_atoms if mean else 1))
             if huber:
                 reference = np.concatenate([_reference(a, self.forces_key, "forces", k)
                                             for k, a in enumerate(frames)])
@@ -183,16 +218,23 @@ class LLPR:
             if huber:
                 raise NotImplementedError("Huber weights of stress rows: use loss='mse' with stress_weight > 0")
             parts.append(out["stress_rows"])
-            weights.append(np.full(len(out["stress_rows"]), s["stress_weight"]))
+            w = np.full(len(out["stress_rows"]), s["stress_weight"])
+            if mean:
+                w = w * np.tile(VOIGT_MULTIPLICITY, n) / (9 * n_structures)
+            weights.append(w)
         return np.concatenate(parts), np.concatenate(weights)
 
     def fit(self, frames: Sequence[Any]) -> LLPR:
         """Add the training structures to H (in batches of ``batch_size``; call again to add more). Returns self."""
         frames = check_frames(frames)
+        if self.settings["reduction"] == "mean" and self.n_train:
+            raise ValueError("with reduction='mean' the loss weights are divided by the size of the whole training "
+                             "set: give it to one fit() call")
+        totals = (len(frames), sum(len(a) for a in frames))
         step = max(self.batch_size, 1) * 4
         chunks = range(0, len(frames), step)
         for start in _progress(chunks, len(chunks), "LLPR Hessian", self.progress):
-            G, w = self.training_rows(frames[start:start + step])
+            G, w = self.training_rows(frames[start:start + step], totals)
             self.hessian.add(G, weights=w)
             self.n_train += len(frames[start:start + step])
         return self
@@ -218,9 +260,14 @@ class LLPR:
         self._check_fitted()
         out, Phi = self._features(frames)
         variance = self.hessian.variance(Phi)
+        local = out["phi"]
+        if getattr(self.last_layer, "aggregation", "sum") == "avg":
+            # the adapter divides an averaging model's features by the atom count; the local prediction of an
+            # atom is its own readout, independent of the size of the structure around it
+            local = local * np.bincount(out["structure"])[out["structure"], None]
         return dict(energy=out["energy"], pr=1.0 / variance,
                     energy_uncertainty=np.sqrt(self.alpha["energy"] * variance),
-                    lpr=self.hessian.lpr(out["phi"]), structure=out["structure"])
+                    lpr=self.hessian.lpr(local), structure=out["structure"])
 
     def pr(self, frames) -> np.ndarray:
         """(n_structures,) PR of each structure's energy."""
@@ -248,9 +295,9 @@ class LLPR:
         return self.hessian.cpr(Phi, self.last_layer.blocks if blocks is None else blocks)
 
     def with_added(self, frames, weight: float | None = None) -> LLPR:
-        """A copy whose H also holds these structures' energy rows, by the library's low-rank update.
+        """A copy whose H also holds these structures' energy rows (no force rows), by the library's low-rank update.
 
-        ``weight`` defaults to the energy loss weight. The PR of the prediction a row stands
+        ``weight`` defaults to the energy loss weight (not divided by any count). The PR of the prediction a row stands
         for rises by exactly its weight when one structure is added (paper, Appendix B): with
         summed rows the total energy's (:meth:`pr`); with ``per_atom_energy`` the energy per
         atom's, whose PR is N^2 times the total energy's.

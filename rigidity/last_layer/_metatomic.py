@@ -275,9 +275,11 @@ class MetatomicLastLayer(LastLayer):
                                f"weights {len(self.weights)}")
         block = out[ENERGY].block()
         energy = torch.zeros(len(frames), dtype=block.values.dtype, device=block.values.device).index_copy(
-            0, block.samples.column("system").long(), block.values.detach().reshape(-1))
+            0, block.samples.column("system").long(), block.values.reshape(-1))
         constants = torch.zeros(n_atoms, dtype=self.dtype, device=self.device)
-        with torch.no_grad():
+        # position-dependent constants (ZBL) keep their graph when positions are differentiated: their forces
+        positional = grad and any(n != "CompositionModel" for n in self.additive_names)
+        with torch.set_grad_enabled(positional):
             for additive in self.additive_models:
                 if ENERGY not in dict(additive.outputs):
                     continue
@@ -296,7 +298,7 @@ class MetatomicLastLayer(LastLayer):
 
         self._check_elements(frames)
         grad = forces or stress
-        phis, consts, energies, structures, rows, stress_rows = [], [], [], [], [], []
+        phis, consts, energies, structures, rows, stress_rows, constant_forces = [], [], [], [], [], [], []
         for first in range(0, len(frames), batch_size):
             batch = frames[first:first + batch_size]
             phi, constants, energy, structure, positions, strain, systems = self._forward(batch, grad, stress)
@@ -309,6 +311,9 @@ class MetatomicLastLayer(LastLayer):
                 volumes = None
                 if stress:
                     volumes = torch.tensor([abs(a.cell.volume) for a in batch], dtype=phi.dtype, device=phi.device)
+                if forces and constants.requires_grad:
+                    (g,) = torch.autograd.grad(constants.sum(), positions, retain_graph=True)
+                    constant_forces.append(-g.detach().cpu().double().numpy())
                 force, strained = position_rows(Phi, positions, structure, mode, strain, volumes)
                 if forces:
                     rows.append(force.detach().cpu().double().numpy())
@@ -324,4 +329,27 @@ class MetatomicLastLayer(LastLayer):
             out["force_rows"] = np.concatenate(rows)
         if stress:
             out["stress_rows"] = np.concatenate(stress_rows)
+        if constant_forces:
+            out["constant_forces"] = np.concatenate(constant_forces)
+        return out
+
+    def evaluate(self, frames, batch_size: int = 16) -> dict[str, np.ndarray]:
+        """The model's energies and forces (one backward pass of its energy), with phi, structure and constants."""
+        import torch
+
+        from ._base import check_frames
+
+        frames = check_frames(frames)
+        self._check_elements(frames)
+        keys = ("phi", "constants", "energy", "forces", "structure")
+        parts: dict = {k: [] for k in keys}
+        for first in range(0, len(frames), batch_size):
+            batch = frames[first:first + batch_size]
+            phi, constants, energy, structure, positions, _, _ = self._forward(batch, True, False)
+            (g,) = torch.autograd.grad(energy.sum(), positions)
+            for k, v in zip(keys, (phi, constants, energy, -g)):
+                parts[k].append(v.detach().cpu().double().numpy())
+            parts["structure"].append(structure.cpu().numpy() + first)
+        out = {k: np.concatenate(v) for k, v in parts.items()}
+        out["structure"] = out["structure"].astype(int)
         return out

@@ -280,6 +280,7 @@ class PaiNNLastLayer(LastLayer):
             counts = inputs[props.n_atoms].to(phi.dtype)
             phi = phi / counts[inputs[props.idx_m]][:, None]
         energy = out[self.energy_key].reshape(-1)
+        self._outputs = out  # the model's other outputs (its forces), for evaluate()
         return phi, energy, positions, strain, volumes
 
     def _constants(self, numbers: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -343,4 +344,35 @@ class PaiNNLastLayer(LastLayer):
             out["force_rows"] = np.concatenate(rows)
         if stress:
             out["stress_rows"] = np.concatenate(stress_rows)
+        return out
+
+    def evaluate(self, frames, batch_size: int = 16) -> dict[str, np.ndarray]:
+        """The model's energies and its own forces (its ``Forces`` output, one backward pass), with phi, structure
+        and constants; without a ``Forces`` output, from the force rows (:meth:`LastLayer.evaluate`)."""
+        torch, spk = _import_schnetpack()
+        from ._base import check_frames
+
+        props = spk.properties
+        frames = check_frames(frames)
+        if not self._responses:
+            return super().evaluate(frames, batch_size=batch_size)
+        self._check_numbers(frames)
+        keys = ("phi", "constants", "energy", "forces", "structure")
+        parts: dict = {k: [] for k in keys}
+        for first in range(0, len(frames), batch_size):
+            inputs = self.converter(list(frames[first:first + batch_size]))
+            index = inputs[props.idx_m].clone().cpu().numpy()
+            numbers = inputs[props.Z].cpu().numpy()
+            n_atoms = inputs[props.n_atoms].cpu().numpy()
+            phi, energy, _, _, _ = self._forward(inputs, False, False)
+            forces = self._outputs.get(props.forces)
+            if forces is None:  # a Response without forces
+                return super().evaluate(frames, batch_size=batch_size)
+            parts["phi"].append(phi.detach().cpu().double().numpy())
+            parts["constants"].append(self._constants(numbers, n_atoms[index].astype(float)))
+            parts["energy"].append(energy.detach().cpu().double().numpy())
+            parts["forces"].append(forces.detach().cpu().double().numpy())
+            parts["structure"].append(index + first)
+        out = {k: np.concatenate(v) for k, v in parts.items()}
+        out["structure"] = out["structure"].astype(int)
         return out

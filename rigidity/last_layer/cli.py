@@ -93,14 +93,17 @@ def load_last_layer(path: str, head: str | None = None, device: str | None = Non
         return metatomic(f"{type(pickle_error).__name__}: {str(pickle_error).splitlines()[0][:200]}")
     if isinstance(obj, dict) and "architecture_name" in obj:  # a metatrain checkpoint under another name
         return metatomic("a metatrain checkpoint")
-    if hasattr(obj, "readouts") and hasattr(obj, "atomic_energies_fn"):
-        from ._mace import MACELastLayer
+    try:
+        if hasattr(obj, "readouts") and hasattr(obj, "atomic_energies_fn"):
+            from ._mace import MACELastLayer
 
-        return MACELastLayer(obj.double() if _is_float32(obj) else obj, head=head, device=device)
-    if type(obj).__name__ == "NeuralNetworkPotential" and type(obj).__module__.startswith("schnetpack"):
-        from ._painn import PaiNNLastLayer
+            return MACELastLayer(obj.double() if _is_float32(obj) else obj, head=head, device=device)
+        if type(obj).__name__ == "NeuralNetworkPotential" and type(obj).__module__.startswith("schnetpack"):
+            from ._painn import PaiNNLastLayer
 
-        return PaiNNLastLayer(obj.double() if _is_float32(obj) else obj, device=device)
+            return PaiNNLastLayer(obj.double() if _is_float32(obj) else obj, device=device)
+    except (TypeError, ValueError, RuntimeError, NotImplementedError) as err:
+        raise InputError(f"model file {path} holds a {type(obj).__name__} this command cannot read: {err}") from None
     raise InputError(f"model file {path} holds a {type(obj).__module__}.{type(obj).__name__}, expected {supported}")
 
 
@@ -119,10 +122,13 @@ def _is_float32(model) -> bool:
     return any(p.dtype == torch.float32 for p in model.parameters())
 
 
-def _check_elements(ll, frames, path: str, what: str):
+def _check_elements(ll, frames, path: str, what: str, train=None):
+    """Elements the model knows: its own list where the adapter has one, else those of the training set."""
     known = getattr(ll, "atomic_numbers", None)
     if known is None:
-        return
+        if train is None:
+            return
+        known = set(int(z) for atoms in train for z in atoms.numbers)
     known = set(int(z) for z in known)
     for k, atoms in enumerate(frames):
         unknown = sorted(set(int(z) for z in atoms.numbers) - known)
@@ -136,7 +142,9 @@ def _check_elements(ll, frames, path: str, what: str):
 
 def _check_labels(frames, key: str, path: str, what: str):
     for k, atoms in enumerate(frames):
-        has = key in atoms.info or (atoms.calc is not None and "energy" in getattr(atoms.calc, "results", {}))
+        # a calculator's energy stands in only for the default key, as in LLPR
+        has = key in atoms.info or (key == "energy" and atoms.calc is not None
+                                    and "energy" in getattr(atoms.calc, "results", {}))
         if not has:
             raise InputError(f"{what} {path}: structure {k} has no reference energy (info[{key!r}]) to calibrate "
                              "against")
@@ -145,22 +153,6 @@ def _check_labels(frames, key: str, path: str, what: str):
 def _temporary(path: Path) -> Path:
     # the same suffixes as the target, so that writers choosing a format by name (chemiscope) agree
     return path.with_name(f".{secrets.token_hex(4)}.tmp.{path.name}")
-
-
-def write_atomically(path: Path, write) -> None:
-    path = Path(path)
-    if path.is_dir():
-        raise InputError(f"output {path} is a directory, expected a file name")
-    if not path.parent.exists():
-        raise InputError(f"the folder of output {path} does not exist")
-    tmp = _temporary(path)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if tmp.exists():
-            tmp.unlink()
-        raise
 
 
 def _chemiscope(frames, path: Path):
@@ -198,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--energy-weight", type=float, default=1.0, help="energy loss weight of the training")
     p.add_argument("--force-weight", type=float, default=0.0, help="force loss weight (0: no force rows)")
     p.add_argument("--stress-weight", type=float, default=0.0, help="stress loss weight (periodic structures)")
+    p.add_argument("--reduction", choices=["sum", "mean"], default="sum",
+                   help="the loss: a sum over targets (the paper's eq. 5) or each term's mean (mace-torch, "
+                        "schnetpack, metatrain)")
     p.add_argument("--per-atom-energy", action="store_true",
                    help="the model was trained on energies per atom (mace-torch's weighted loss)")
     p.add_argument("--loss", choices=["mse", "huber"], default="mse", help="the training loss")
@@ -212,10 +207,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_output(path: str, what: str) -> Path:
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{what} {path} is a directory, expected a file name")
+    if not p.parent.is_dir():
+        raise InputError(f"the folder of {what} {path} does not exist")
+    return p
+
+
 def run(args: argparse.Namespace, out=None) -> dict[str, Any]:
-    output = Path(args.output)
-    if output.is_dir():
-        raise InputError(f"output {args.output} is a directory, expected a file name")
+    output = _check_output(args.output, "output")
+    scope = None
+    if args.chemiscope:
+        scope = _check_output(args.chemiscope, "chemiscope file")
+        if not (scope.name.endswith(".json") or scope.name.endswith(".json.gz")):
+            raise InputError(f"chemiscope file {args.chemiscope} must end in .json or .json.gz")
+        try:
+            import chemiscope  # noqa: F401
+        except ImportError:
+            raise InputError("--chemiscope needs the chemiscope package (pip install chemiscope)") from None
     if args.min_valid < 1:
         raise InputError(f"--min-valid must be at least 1, got {args.min_valid}")
     ll = load_last_layer(args.model, head=args.head, device=args.device)
@@ -225,7 +236,7 @@ def run(args: argparse.Namespace, out=None) -> dict[str, Any]:
     for frames, path, what in ((train, args.train, "training file"), (valid, args.valid, "validation file"),
                                (structures, args.structures, "structures file")):
         if frames is not None:
-            _check_elements(ll, frames, path, what)
+            _check_elements(ll, frames, path, what, train=None if frames is train else train)
     if valid is not None:
         if len(valid) < args.min_valid:
             raise InputError(f"validation file {args.valid} holds {len(valid)} structure(s): at least "
@@ -234,7 +245,8 @@ def run(args: argparse.Namespace, out=None) -> dict[str, Any]:
     try:
         llpr = LLPR(ll, regularizer=args.regularizer, energy_weight=args.energy_weight,
                     force_weight=args.force_weight, stress_weight=args.stress_weight,
-                    per_atom_energy=args.per_atom_energy, loss=args.loss, huber_delta=args.huber_delta,
+                    per_atom_energy=args.per_atom_energy, reduction=args.reduction, loss=args.loss,
+                    huber_delta=args.huber_delta,
                     energy_key=args.energy_key, forces_key=args.forces_key, batch_size=args.batch_size,
                     progress=not args.quiet)
     except (TypeError, ValueError) as err:
@@ -244,7 +256,14 @@ def run(args: argparse.Namespace, out=None) -> dict[str, Any]:
     p = llpr.predict(structures)
     result = []
     for s, atoms in enumerate(structures):
+        labels = getattr(atoms.calc, "results", {}) if atoms.calc is not None else {}
         atoms = atoms.copy()
+        for key, value in labels.items():  # the input's labels (ASE reads extxyz energies into a calculator)
+            value = np.asarray(value)
+            if value.ndim and value.shape[0] == len(atoms) and key not in atoms.arrays:
+                atoms.arrays[key] = value
+            elif key not in atoms.info and key not in atoms.arrays:
+                atoms.info[key] = value.item() if value.ndim == 0 else value
         atoms.calc = None
         atoms.arrays["lpr"] = p["lpr"][p["structure"] == s]
         atoms.info["pr"] = float(p["pr"][s])
@@ -255,18 +274,23 @@ def run(args: argparse.Namespace, out=None) -> dict[str, Any]:
 
     from ase.io import write
 
-    write_atomically(output, lambda tmp: write(tmp, result, format="extxyz"))
-    if args.chemiscope:
-        try:
-            write_atomically(Path(args.chemiscope), lambda tmp: _chemiscope(result, tmp))
-        except BaseException:
-            output.unlink()  # all or nothing
-            raise
+    # both files under temporary names first, renamed only when both are written: all or nothing
+    temporaries = [(_temporary(output), output)] + ([(_temporary(scope), scope)] if scope is not None else [])
+    try:
+        write(temporaries[0][0], result, format="extxyz")
+        if scope is not None:
+            _chemiscope(result, temporaries[1][0])
+        for tmp, final in temporaries:
+            os.replace(tmp, final)
+    finally:
+        for tmp, _ in temporaries:
+            if tmp.exists():
+                tmp.unlink()
     lpr = p["lpr"]
     worst = np.argsort(lpr)[:5]
     lines = [
         f"model: {type(ll).__name__}, {ll.n_features} last-layer features; H from {len(train)} training structures "
-        f"(energy weight {args.energy_weight:g}, force weight {args.force_weight:g}"
+        f"({args.reduction} loss, energy weight {args.energy_weight:g}, force weight {args.force_weight:g}"
         f"{', per-atom energies' if args.per_atom_energy else ''}, {args.loss}), regularizer {args.regularizer:g}",
         (f"calibrated on {len(valid)} validation structures: alpha = {alpha:.4g}" if alpha is not None
          else "not calibrated (no --valid): energy_uncertainty is sqrt(1/PR), in the units of the loss"),
