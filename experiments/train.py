@@ -16,7 +16,7 @@ import logging
 import numpy as np
 from omegaconf import DictConfig
 
-from ._results import TrainedModel, frames_fingerprint, load_features, reference_methods, save_model
+from ._results import TrainedModel, frames_fingerprint, load_features, reference_methods, save_model, write_json
 from ._stage import entry_point, input_path, typed
 from .config import model_module, to_plain
 from .layout import data_key, features_key
@@ -26,7 +26,7 @@ from .workflow import train_section
 log = logging.getLogger(__name__)
 
 
-def run(cfg: DictConfig) -> TrainedModel:
+def run(cfg: DictConfig) -> TrainedModel | dict:
     from .data import dataset_config
     from .datasets.io import read_frames
 
@@ -70,7 +70,11 @@ def run(cfg: DictConfig) -> TrainedModel:
 def write(cfg: DictConfig) -> None:
     if not cfg.output:
         raise ValueError("pass output=<path of the trained model file to write>")
-    save_model(run(cfg), cfg.output)
+    trained = run(cfg)
+    if isinstance(trained, dict):  # a network: its package wrote the model beside the manifest
+        write_json(cfg.output, trained)
+    else:
+        save_model(trained, cfg.output)
 
 
 main = entry_point(write)

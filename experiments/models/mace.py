@@ -1,10 +1,13 @@
-"""MACE through mace-torch 0.3.16 (Figs 1-2 on Si clusters; Figs 8-9 on coarse-grained water): config schema."""
+"""MACE through mace-torch 0.3.16 (Figs 1-2 on Si clusters; Figs 8-9 on coarse-grained water): config schema and
+training by mace-torch's own ``mace_run_train``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 from omegaconf import MISSING
 
 from ._network import NetworkConfig
@@ -28,3 +31,134 @@ class Config(NetworkConfig):
     E0: Any = None  # eV per atom: a number, "isolated_atom_energy" (the dataset's info key), or null (none)
     last_layer_features: int | None = None  # expected number of last-layer features (a check), e.g. 144
     optimizer: Optimizer = field(default_factory=Optimizer)
+
+
+# -- training (rule train_model) -----------------------------------------------------------------------------
+#: mace-torch's weighted loss: energies per atom, each term a mean over its batch (what the LLPR must know)
+LOSS_WEIGHTS = {"energy_forces": {"energy_weight": 1.0, "forces_weight": 100.0},
+                "forces": {"energy_weight": 0.0, "forces_weight": 1.0}}
+
+
+def _labelled(frames, path: Path, energies: bool) -> None:
+    """Write structures for mace_run_train with its REF_ keys (ASE would hide plain 'energy' in a calculator)."""
+    import ase.io
+
+    out = []
+    for atoms in frames:
+        copy = atoms.copy()
+        copy.calc = None
+        copy.info = {k: v for k, v in atoms.info.items() if k in ("subset", "n_atoms")}
+        if energies:
+            copy.info["REF_energy"] = float(atoms.info["energy"])
+        copy.arrays["REF_forces"] = np.asarray(atoms.arrays["forces"], dtype=float)
+        for key in ("forces", "energies"):
+            copy.arrays.pop(key, None)
+        out.append(copy)
+    ase.io.write(path, out, format="extxyz")
+
+
+def _e0s(model: Config, frames) -> dict[int, float] | None:
+    if model.E0 is None:
+        return None
+    species = sorted({int(z) for atoms in frames for z in atoms.numbers})
+    if isinstance(model.E0, str):
+        values = {float(atoms.info[model.E0]) for atoms in frames if model.E0 in atoms.info}
+        if len(values) != 1:
+            raise ValueError(f"model {model.name}: E0 {model.E0!r} should name one info value of the dataset, found "
+                             f"{sorted(values)[:5]}")
+        (value,) = values
+        if len(species) != 1:
+            raise ValueError(f"model {model.name}: one E0 {model.E0!r} for species {species}: give one per element")
+        return {species[0]: value}
+    return {z: float(model.E0) for z in species}
+
+
+def command(model: Config, workdir: Path, seed: int, e0s: dict | None, has_valid: bool, device: str,
+            n_train: int) -> list[str]:
+    """The mace_run_train command line of a model config (what the trained model's manifest records).
+
+    The batch size is capped at the training-set size: mace drops incomplete batches.
+    """
+    import shutil
+    import sys
+
+    exe = shutil.which("mace_run_train", path=str(Path(sys.executable).parent)) or "mace_run_train"
+    loss = LOSS_WEIGHTS[model.loss]
+    cmd = [exe, "--name", "model", "--train_file", str(workdir / "train.xyz"),
+           "--model", "MACE", "--hidden_irreps", model.hidden_irreps, "--r_max", str(model.r_max),
+           "--correlation", str(model.correlation), "--max_ell", str(model.max_ell), "--num_interactions", "2",
+           "--MLP_irreps", "16x0e", "--batch_size", str(min(model.optimizer.batch_size, n_train)),
+           "--max_num_epochs", str(model.max_epochs), "--patience", str(model.optimizer.patience),
+           "--energy_key", "REF_energy", "--forces_key", "REF_forces", "--device", device,
+           "--default_dtype", "float64", "--seed", str(seed), "--work_dir", str(workdir),
+           "--loss", "weighted" if model.loss == "energy_forces" else "forces_only",
+           "--energy_weight", str(loss["energy_weight"]), "--forces_weight", str(loss["forces_weight"]),
+           "--save_cpu"]
+    cmd += ["--valid_file", str(workdir / "valid.xyz")] if has_valid else ["--valid_fraction", "0.1"]
+    cmd += ["--E0s", repr(e0s)] if e0s is not None else ["--E0s", "average"]
+    if model.optimizer.ema:
+        cmd += ["--ema"]
+    if model.activation is not None:
+        cmd += ["--gate", model.activation]
+    return cmd
+
+
+def train(model: Config, frames, rows, key, cfg) -> dict[str, Any]:
+    """Train with mace-torch's own ``mace_run_train`` on the run's structures; the manifest of the model written.
+
+    The model goes to ``model.model`` beside the manifest (``cfg.output``); the validation
+    set is the dataset's ``subset == "validation"`` structures (else mace's 10 % split).
+    """
+    import os
+    import subprocess
+    import tempfile
+
+    import torch
+
+    from .._results import frames_fingerprint, reference_methods
+    from ..config import to_plain
+
+    out_dir = Path(cfg.output).resolve().parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    train_frames = [frames[i] for i in rows]
+    valid = [a for a in frames if a.info.get("subset") == "validation"]
+    seed = int(key.seed if key.seed is not None else model.seed)
+    energies = model.loss != "forces"
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    e0s = _e0s(model, frames)
+    with tempfile.TemporaryDirectory(prefix=".mace-", dir=out_dir) as tmp:
+        work = Path(tmp)
+        _labelled(train_frames, work / "train.xyz", energies)
+        if valid:
+            _labelled(valid, work / "valid.xyz", energies)
+        cmd = command(model, work, seed, e0s, bool(valid), device, len(train_frames))
+        env = dict(os.environ, PYTHONHASHSEED="0")
+        done = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=env)
+        if done.returncode != 0:
+            raise RuntimeError(f"mace_run_train failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+        trained = work / "model.model"
+        if not trained.is_file():
+            raise RuntimeError(f"mace_run_train wrote no model.model in {work}: {sorted(os.listdir(work))}")
+        os.replace(trained, out_dir / "model.model")
+    from rigidity.last_layer import MACELastLayer
+
+    ll = MACELastLayer(load(out_dir / "model.model"))
+    if model.last_layer_features is not None and ll.n_features != model.last_layer_features:
+        raise RuntimeError(f"model {model.name}: {ll.n_features} last-layer features, the config expects "
+                           f"{model.last_layer_features}")
+    return dict(model=model.name, package="mace-torch", file="model.model", n_train=len(train_frames),
+                n_valid=len(valid), seed=seed, device=device, last_layer_features=ll.n_features,
+                loss=dict(kind=model.loss, per_atom_energy=True, reduction="mean", **LOSS_WEIGHTS[model.loss]),
+                E0s={str(z): v for z, v in (e0s or {}).items()}, fingerprint=frames_fingerprint(train_frames),
+                reference_method=reference_methods(train_frames), model_config=to_plain(cfg.model),
+                command=[Path(c).name if i == 0 else c for i, c in enumerate(command(model, Path("."), seed, e0s,
+                                                                                        bool(valid), device,
+                                                                                        len(train_frames)))])
+
+
+def load(path):
+    """A trained model file (``model.model``) as mace-torch saved it, in float64."""
+
+    from rigidity.last_layer.cli import _torch_load
+
+    return _torch_load(Path(path)).double()
