@@ -61,3 +61,21 @@ def test_the_manifest_names_the_run_and_the_model_reads_back(trained):
     np.testing.assert_allclose(MACELastLayer(load(manifest.parent / "model.model")).energies(test)[1], own, rtol=0)
     # nothing left of the training run but the model and its manifest
     assert sorted(p.name for p in manifest.parent.iterdir()) == ["manifest.json", "model.model"]
+
+
+def test_the_manifest_gives_the_adapter_and_the_papers_covariance(trained):
+    from conftest import compose
+
+    from experiments.models._network import last_layer, paper_llpr
+
+    manifest, frames = trained
+    ll = last_layer(manifest)
+    assert isinstance(ll, MACELastLayer)
+    train = [a for a in frames if a.info["subset"] == "train"][:8]
+    cfg = compose(["model=mace", "scale=smoke"])
+    llpr = paper_llpr(ll, cfg.model).fit(train)
+    # the paper's covariance: atom-averaged features of the training clusters, no force rows, plus sigma^2 I
+    phi, structure = ll.features(train)
+    G = np.stack([phi[structure == s].mean(0) for s in range(len(train))])
+    H = G.T @ G + cfg.model.rigidity.regularizer * np.eye(ll.n_features)
+    np.testing.assert_allclose(llpr.hessian.matrix, H, rtol=1e-12, atol=1e-14 * np.abs(H).max())

@@ -28,3 +28,41 @@ def untrained(model: NetworkConfig) -> NotImplementedError:
         f"model {model.name} ({model.module}): training {model.module} networks is not implemented yet "
         f"(experiments/models/{model.module}.py defines only its config schema; the last-layer issue adds train())"
     )
+
+
+def last_layer(manifest_path):
+    """The last-layer adapter of a trained network, from the manifest its train_model job wrote."""
+    import importlib
+    import json
+    from pathlib import Path
+
+    path = Path(manifest_path)
+    meta = json.loads(path.read_text())
+    package = meta.get("package")
+    model_file = path.parent / meta["file"]
+    if package == "mace-torch":
+        from rigidity.last_layer import MACELastLayer
+
+        return MACELastLayer(importlib.import_module("experiments.models.mace").load(model_file))
+    if package == "schnetpack":
+        from rigidity.last_layer import PaiNNLastLayer
+
+        return PaiNNLastLayer(importlib.import_module("experiments.models.painn").load(model_file))
+    if package == "metatrain":
+        from rigidity.last_layer import MetatomicLastLayer
+
+        return MetatomicLastLayer(str(model_file))
+    raise ValueError(f"{path}: package {package!r} is not one this workflow trains (mace-torch, schnetpack, "
+                     "metatrain)")
+
+
+def paper_llpr(ll, model: NetworkConfig):
+    """The paper's last-layer PR of a network (SETTINGS.md): the covariance of its energy rows only (no force rows),
+    atom-averaged (``rigidity.reduce: mean``, MACE and SOAP-BPNN) or summed (PaiNN), plus sigma^2 I."""
+    from rigidity.last_layer import LLPR
+
+    reduce = model.rigidity.reduce
+    if reduce not in ("mean", "sum"):
+        raise ValueError(f"model {model.name}: rigidity.reduce must be 'mean' or 'sum', got {reduce!r}")
+    return LLPR(ll, regularizer=model.rigidity.regularizer, energy_weight=1.0, force_weight=0.0,
+                per_atom_energy=reduce == "mean", reduction="sum")
