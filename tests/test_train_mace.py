@@ -42,6 +42,7 @@ def test_the_manifest_names_the_run_and_the_model_reads_back(trained):
     pool = [a for a in frames if a.info["subset"] == "train"]
     assert meta["n_train"] == 8 and meta["package"] == "mace-torch" and meta["file"] == "model.model"
     assert meta["fingerprint"] == frames_fingerprint(pool[:8])  # run n8: the first 8 of the pool, in file order
+    assert [frames[i] for i in meta["rows"]] == pool[:8]
     assert meta["n_valid"] == sum(a.info["subset"] == "validation" for a in frames) > 0
     assert "GFN2-xTB" in meta["reference_method"]
     assert meta["loss"] == {"kind": "energy_forces", "per_atom_energy": True, "reduction": "mean",

@@ -147,6 +147,7 @@ def train(model: Config, frames, rows, key, cfg) -> dict[str, Any]:
         raise RuntimeError(f"model {model.name}: {ll.n_features} last-layer features, the config expects "
                            f"{model.last_layer_features}")
     return dict(model=model.name, package="mace-torch", file="model.model", n_train=len(train_frames),
+                rows=[int(i) for i in rows],  # the training structures: positions in the dataset file
                 n_valid=len(valid), seed=seed, device=device, last_layer_features=ll.n_features,
                 loss=dict(kind=model.loss, per_atom_energy=True, reduction="mean", **LOSS_WEIGHTS[model.loss]),
                 E0s={str(z): v for z, v in (e0s or {}).items()}, fingerprint=frames_fingerprint(train_frames),
