@@ -1,30 +1,271 @@
-"""SOAP-BPNN through metatrain's soap_bpnn (Figs 1-3): config schema."""
+"""SOAP-BPNN through metatrain 2026.4.1's soap_bpnn (Figs 1-3): config schema and training by metatrain's own
+``train_model`` (what ``mtt train`` runs).
+
+The paper's SOAP (rascaline: GTO radial basis on Gaussian-smeared densities) differs from metatrain
+2026.4.1's (torch-spex: Laplacian-eigenstate radial basis on point densities): the cutoff, n_max and
+l_max carry over, the Gaussian width has no counterpart and must stay null.
+"""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from ._network import NetworkConfig
 
 
 @dataclass
 class Soap:
-    cutoff: float = 5.0  # A, SOAP radial cutoff
-    max_radial: int = 9  # n_max, radial basis functions
-    max_angular: int = 9  # l_max, spherical harmonics
-    atomic_gaussian_width: float = 0.3  # A, density smearing
+    cutoff: float = 5.0  # A, SOAP radial cutoff (metatrain: soap.cutoff.radius)
+    cutoff_width: float = 0.5  # A, width of the shifted-cosine cutoff (soap.cutoff.width; metatrain's default)
+    max_radial: int = 9  # n_max, radial basis functions (soap.max_radial)
+    max_angular: int = 9  # l_max, spherical harmonics (soap.max_angular)
+    atomic_gaussian_width: float | None = None  # A, density smearing: none in metatrain 2026.4.1 (must be null)
 
 
 @dataclass
 class Optimizer:
-    lr: float = 1.0e-3  # Adam learning rate
-    batch_size: int = 100  # structures per batch (not stated in SETTINGS.md: our choice)
+    lr: float = 1.0e-3  # Adam learning rate (metatrain: training.learning_rate)
+    batch_size: int = 100  # structures per batch (not stated in SETTINGS.md: our choice), capped at the training set
 
 
 @dataclass
 class Config(NetworkConfig):
     soap: Soap = field(default_factory=Soap)
-    hidden_layers: list[int] = field(default_factory=lambda: [64, 64])  # neurons per hidden layer
-    target: str = "energy_per_atom"  # regression target: energy per atom (the paper's per-atom energy target)
-    dtype: str = "float64"  # training precision
+    hidden_layers: list[int] = field(default_factory=lambda: [64, 64])  # neurons per hidden layer (all equal)
+    target: str = "energy_per_atom"  # energy_per_atom (the paper's: loss on E / n_atoms) | energy (per structure)
+    dtype: str = "float64"  # training precision: float64 | float32 (metatrain's base_precision)
+    checkpoint_every: int | None = None  # k: keep the models at metatrain's epochs 0, k, 2k, ...; null: none
     optimizer: Optimizer = field(default_factory=Optimizer)
+
+
+TARGETS = ("energy_per_atom", "energy")
+PRECISION = {"float64": 64, "float32": 32}
+ENERGY_KEY = "REF_energy"  # info key of the energies metatrain reads (ASE would hide a plain 'energy' in a calculator)
+
+
+def check(model: Config) -> None:
+    """Refuse settings metatrain's soap_bpnn cannot honour, naming the value."""
+    if model.soap.atomic_gaussian_width is not None:
+        raise ValueError(f"model {model.name}: soap.atomic_gaussian_width={model.soap.atomic_gaussian_width}: "
+                         "metatrain 2026.4.1's SOAP (torch-spex, Laplacian eigenstates on point densities) has no "
+                         "density smearing; set it to null")
+    layers = list(model.hidden_layers)
+    if not layers or len(set(layers)) != 1 or layers[0] < 1:
+        raise ValueError(f"model {model.name}: hidden_layers={layers}: metatrain's BPNN has one or more hidden "
+                         "layers of one width (num_hidden_layers x num_neurons_per_layer)")
+    if model.target not in TARGETS:
+        raise ValueError(f"model {model.name}: target {model.target!r} is not one of {TARGETS}")
+    if model.dtype not in PRECISION:
+        raise ValueError(f"model {model.name}: dtype {model.dtype!r} is not one of {sorted(PRECISION)}")
+    if model.checkpoint_every is not None and model.checkpoint_every < 1:
+        raise ValueError(f"model {model.name}: checkpoint_every={model.checkpoint_every} must be a positive number "
+                         "of epochs or null")
+
+
+# -- training (rule train_model) -----------------------------------------------------------------------------
+def _labelled(frames, path: Path) -> None:
+    """Write structures for metatrain: positions, cell and the energy under ENERGY_KEY, nothing else."""
+    import ase.io
+
+    out = []
+    for k, atoms in enumerate(frames):
+        if "energy" not in atoms.info:
+            raise ValueError(f"structure {k} ({atoms.get_chemical_formula()}) has no energy to train on")
+        copy = atoms.copy()
+        copy.calc = None
+        copy.info = {ENERGY_KEY: float(atoms.info["energy"])}
+        copy.arrays = {key: copy.arrays[key] for key in ("numbers", "positions")}
+        out.append(copy)
+    ase.io.write(path, out, format="extxyz")
+
+
+def options(model: Config, work: Path, seed: int, device: str, n_train: int) -> dict[str, Any]:
+    """The options of metatrain's ``train_model`` for a model config, the data files in ``work``.
+
+    Energies only (QM9 has no forces), the dataset's validation structures as the validation
+    set, no test set. A per-atom target is metatrain's default (it divides the energies of a
+    target by the atom count unless ``per_structure_targets`` names it). The batch size is
+    capped at the training-set size: metatrain drops incomplete batches and refuses a
+    training set smaller than one batch.
+    """
+    n = int(model.hidden_layers[0])
+    target = {"energy": {"key": ENERGY_KEY, "unit": "eV", "forces": False, "stress": False, "virial": False}}
+    every = model.checkpoint_every if model.checkpoint_every is not None else model.max_epochs + 1
+    return {
+        "seed": int(seed), "base_precision": PRECISION[model.dtype], "device": device, "final_eval": False,
+        "architecture": {
+            "name": "soap_bpnn",
+            "model": {
+                "legacy": True,  # the paper's BPNN: one network per species, last-layer features blocked by species
+                "soap": {"cutoff": {"radius": float(model.soap.cutoff), "width": float(model.soap.cutoff_width)},
+                         "max_radial": int(model.soap.max_radial), "max_angular": int(model.soap.max_angular)},
+                "bpnn": {"num_hidden_layers": len(model.hidden_layers), "num_neurons_per_layer": n},
+            },
+            "training": {
+                "batch_size": int(min(model.optimizer.batch_size, n_train)), "num_epochs": int(model.max_epochs),
+                "learning_rate": float(model.optimizer.lr), "checkpoint_interval": int(every),
+                "per_structure_targets": [] if model.target == "energy_per_atom" else ["energy"],
+            },
+        },
+        "training_set": {"systems": {"read_from": str(work / "train.xyz"), "length_unit": "angstrom"},
+                         "targets": target},
+        "validation_set": {"systems": {"read_from": str(work / "valid.xyz"), "length_unit": "angstrom"},
+                           "targets": target},
+        "test_set": 0.0,
+    }
+
+
+@contextmanager
+def _global_state_kept():
+    """The caller's global random states (torch, numpy, random, PYTHONHASHSEED) and torch dtype, restored on exit.
+
+    metatrain's ``train_model`` seeds them all; building a model from a checkpoint draws initial weights.
+    """
+    import os
+    import random
+
+    import numpy as np
+    import torch
+
+    np_state, py_state, hash_seed = np.random.get_state(), random.getstate(), os.environ.get("PYTHONHASHSEED")
+    dtype = torch.get_default_dtype()
+    try:
+        with torch.random.fork_rng():
+            yield
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+        torch.set_default_dtype(dtype)
+        if hash_seed is None:
+            os.environ.pop("PYTHONHASHSEED", None)
+        else:
+            os.environ["PYTHONHASHSEED"] = hash_seed
+
+
+def _train_model(opts: dict, work: Path) -> None:
+    """metatrain's own ``train_model`` (what ``mtt train`` runs) in this process, its files in ``work``."""
+    from metatrain.cli.train import train_model
+    from omegaconf import OmegaConf
+
+    train_model(OmegaConf.create(opts), output=str(work / "model.pt"), extensions=str(work / "extensions"),
+                checkpoint_dir=str(work / "checkpoints"))
+
+
+def _export_checkpoints(work: Path, target: Path) -> list[dict[str, Any]]:
+    """metatrain's ``model_<epoch>.ckpt`` as exported models of the weights *at* that epoch.
+
+    metatrain reads a checkpoint for inference as the best model up to its epoch; the model
+    at the epoch itself (what Fig 3 follows along training) is its ``model_state_dict``,
+    read with ``context="restart"``. ``epoch`` is metatrain's (0-based: epoch 0 is the
+    model after one pass over the training set).
+    """
+    import re
+
+    import torch
+    from metatrain.utils.io import model_from_checkpoint
+
+    found = {}
+    for path in (work / "checkpoints").glob("model_*.ckpt"):
+        match = re.fullmatch(r"model_([0-9]+)\.ckpt", path.name)
+        if match:
+            found[int(match[1])] = path
+    listed = []
+    for epoch in sorted(found):
+        checkpoint = torch.load(found[epoch], weights_only=False, map_location="cpu")
+        if int(checkpoint["epoch"]) != epoch:
+            raise RuntimeError(f"{found[epoch].name} holds epoch {checkpoint['epoch']}")
+        target.mkdir(exist_ok=True)
+        model_from_checkpoint(checkpoint, context="restart").export().save(str(target / f"epoch_{epoch}.pt"))
+        listed.append(dict(epoch=epoch, epochs_trained=epoch + 1, file=f"{target.name}/epoch_{epoch}.pt"))
+    return listed
+
+
+def _portable(expanded: dict, work: Path) -> dict:
+    """metatrain's expanded options with the temporary data paths reduced to their file names."""
+    import json
+
+    text = json.dumps(expanded)
+    return json.loads(text.replace(str(work) + "/", ""))
+
+
+def train(model: Config, frames, rows, key, cfg) -> dict[str, Any]:
+    """Train with metatrain's own ``train_model`` on the run's structures; the manifest of the model written.
+
+    Beside the manifest (``cfg.output``): ``model.pt`` (exported, metatrain's final model:
+    the weights of the epoch with the best validation RMSE, ``best_epoch``), ``model.ckpt``
+    (its checkpoint, for restarts and metatrain's llpr) and, with ``checkpoint_every``,
+    ``checkpoints/epoch_<e>.pt``, the model at metatrain's epochs 0, k, 2k, ...; everything
+    else metatrain writes stays in a temporary folder there, removed at the end. The
+    validation set is the dataset's ``subset == "validation"`` structures.
+    """
+    import os
+    import shutil
+    import tempfile
+
+    import torch
+    from omegaconf import OmegaConf
+
+    from .._results import frames_fingerprint, reference_methods
+    from ..config import to_plain
+
+    check(model)
+    out_dir = Path(cfg.output).resolve().parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    train_frames = [frames[i] for i in rows]
+    valid = [a for a in frames if a.info.get("subset") == "validation"]
+    if not valid:
+        raise ValueError(f"model {model.name}: the dataset has no structures with info subset = 'validation': "
+                         "metatrain's validation set (a split of the training set would change the run's structures)")
+    seed = int(key.seed if key.seed is not None else model.seed)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    for name in ("model.pt", "model.ckpt", "checkpoints"):  # what an earlier run left
+        path = out_dir / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    with _global_state_kept(), tempfile.TemporaryDirectory(prefix=".metatrain-", dir=out_dir) as tmp:
+        work = Path(tmp)
+        (work / "checkpoints").mkdir()
+        _labelled(train_frames, work / "train.xyz")
+        _labelled(valid, work / "valid.xyz")
+        opts = options(model, work, seed, device, len(train_frames))
+        _train_model(opts, work)
+        for name in ("model.pt", "model.ckpt"):
+            if not (work / name).is_file():
+                raise RuntimeError(f"metatrain's train_model wrote no {name} in {work}: {sorted(os.listdir(work))}")
+        expanded = _portable(OmegaConf.to_container(OmegaConf.load(work / "checkpoints" / "options_restart.yaml")),
+                             work)
+        final = torch.load(work / "model.ckpt", weights_only=False, map_location="cpu")
+        epochs = dict(last_epoch=int(final["epoch"]), best_epoch=int(final["best_epoch"]))
+        checkpoints = _export_checkpoints(work, out_dir / "checkpoints") if model.checkpoint_every else []
+        for name in ("model.pt", "model.ckpt"):
+            os.replace(work / name, out_dir / name)
+        from rigidity.last_layer import MetatomicLastLayer
+
+        n_features = MetatomicLastLayer(out_dir / "model.ckpt").n_features
+    loss = expanded["architecture"]["training"]["loss"]["energy"]
+    return dict(model=model.name, package="metatrain", file="model.pt", checkpoint="model.ckpt",
+                checkpoints=checkpoints, **epochs, n_train=len(train_frames), n_valid=len(valid), seed=seed,
+                device=device, last_layer_features=n_features,
+                loss=dict(kind="energy", per_atom_energy=model.target == "energy_per_atom",
+                          reduction=loss["reduction"], energy_weight=float(loss["weight"]), forces_weight=0.0),
+                fingerprint=frames_fingerprint(train_frames), reference_method=reference_methods(train_frames),
+                model_config=to_plain(cfg.model), metatrain_options=expanded)
+
+
+def load(path):
+    """A trained model file (``model.pt``, ``model.ckpt`` or a checkpoint's ``.pt``) as a metatomic AtomisticModel.
+
+    A ``.ckpt`` is read as metatrain reads it for inference (its best weights) and exported;
+    the global random state is kept (building the model from a checkpoint draws weights).
+    The exported SOAP calls sphericart's TorchScript operators: they are loaded first (from
+    the installed package; metatrain's collected copies are not kept).
+    """
+    import sphericart.torch  # noqa: F401
+    from metatomic.torch import is_atomistic_model
+    from metatrain.utils.io import load_model
+
+    with _global_state_kept():
+        model = load_model(str(path))
+        return model if is_atomistic_model(model) else model.export()
