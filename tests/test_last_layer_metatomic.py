@@ -451,3 +451,14 @@ def test_command_line_reads_an_exported_model_and_a_checkpoint(trained, tmp_path
     for a, b in zip(*written):
         np.testing.assert_allclose(a.arrays["lpr"], b.arrays["lpr"], rtol=1e-6)
         assert np.isfinite(a.info["energy_uncertainty"]) and a.info["rigidity_calibrated"]
+    # the installed command, in a fresh process (the exported model's TorchScript operators loaded by the adapter)
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).parent / "rigidity-llpr"
+    out = tmp_path / "fresh.xyz"
+    fresh = ["--model", str(trained.pt), *argv[2:8], "--output", str(out), *argv[10:]]
+    done = subprocess.run([str(exe), *fresh], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    np.testing.assert_allclose(ase.io.read(out, ":")[0].arrays["lpr"], written[0][0].arrays["lpr"], rtol=1e-6)

@@ -54,12 +54,25 @@ def _symbol(z: int) -> str:
     return chemical_symbols[z] if 0 < z < len(chemical_symbols) else str(z)
 
 
+def _load_extensions() -> None:
+    """The TorchScript operators exported models may call (sphericart's, for metatrain's SOAP-BPNN): loaded before a
+    model file is read, or a fresh process cannot load it."""
+    import importlib
+
+    for name in ("sphericart.torch", "featomic.torch"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+
+
 def _to_atomistic(model: Any):
     """An ``AtomisticModel`` from a model, a metatrain model (``.export()``) or a file (.pt or .ckpt)."""
     from metatomic.torch import AtomisticModel, is_atomistic_model
 
     if isinstance(model, (str, Path)):
         path = str(model)
+        _load_extensions()
         try:
             from metatrain.utils.io import load_model
         except ImportError:  # without metatrain: exported models only
