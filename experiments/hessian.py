@@ -55,7 +55,8 @@ def accumulate(cfg: DictConfig):
     module = model_module(model.module)
     if model.kind != "linear":
         raise NotImplementedError(f"model {model.name}: Hessians of last-layer network features are not implemented "
-                                  "yet (the last-layer issue adds them)")
+                                  "as shards: a network's last-layer H is built by rigidity.last_layer.LLPR in its "
+                                  "figure's analysis (experiments.models._network.paper_llpr)")
     if hasattr(module, "check"):
         module.check(model)
     frames = read_frames(input_path(cfg, data_key(ds.name)), energy_key=None, forces_key=None)

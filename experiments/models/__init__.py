@@ -11,7 +11,8 @@
 - ``kind: network`` (trained by its own package, on a GPU at paper scale). The
   module defines ``Config`` and ``train(model, frames, rows, run, cfg)`` (rule
   train_model: the parsed run key and the composed config, output path included);
-  none has a ``train`` yet (the last-layer issue adds the first).
+  ``mace``, ``painn`` and ``soap_bpnn`` train with mace_run_train, schnetpack's
+  AtomisticTask and metatrain's train_model, and write a ``manifest.json`` beside the model.
 
 ``model`` is always the composed config node converted to its dataclass
 (``OmegaConf.to_object``), so attribute access is typed. Adding a model means adding

@@ -26,7 +26,7 @@ def untrained(model: NetworkConfig) -> NotImplementedError:
     """The error of a network whose training stage is not written yet."""
     return NotImplementedError(
         f"model {model.name} ({model.module}): training {model.module} networks is not implemented yet "
-        f"(experiments/models/{model.module}.py defines only its config schema; the last-layer issue adds train())"
+        f"(experiments/models/{model.module}.py defines no train())"
     )
 
 
