@@ -30,6 +30,25 @@ def untrained(model: NetworkConfig) -> NotImplementedError:
     )
 
 
+def training_setup(model: NetworkConfig, frames, rows, key, cfg, why: str | None = None):
+    """What every training stage starts from: the output folder (created), the run's training structures, the
+    dataset's ``subset == "validation"`` structures and the seed (the run key's, else the config's).
+
+    With ``why`` (what the package needs a validation set for), a dataset without one is refused.
+    """
+    from pathlib import Path
+
+    out_dir = Path(cfg.output).resolve().parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    valid = [a for a in frames if a.info.get("subset") == "validation"]
+    if not valid and why is not None:
+        subsets = sorted({str(a.info.get("subset")) for a in frames})
+        raise ValueError(f"model {model.name}: the dataset has no structure with info subset = 'validation' "
+                         f"(subsets: {subsets}): {why}")
+    seed = int(key.seed if key.seed is not None else model.seed)
+    return out_dir, [frames[i] for i in rows], valid, seed
+
+
 def last_layer(manifest_path):
     """The last-layer adapter of a trained network, from the manifest its train_model job wrote."""
     import importlib

@@ -117,12 +117,10 @@ def train(model: Config, frames, rows, key, cfg) -> dict[str, Any]:
 
     from .._results import frames_fingerprint, reference_methods
     from ..config import to_plain
+    from ._network import training_setup
 
-    out_dir = Path(cfg.output).resolve().parent
-    out_dir.mkdir(parents=True, exist_ok=True)
-    train_frames = [frames[i] for i in rows]
-    valid = [a for a in frames if a.info.get("subset") == "validation"]
-    seed = int(key.seed if key.seed is not None else model.seed)
+    # without a validation subset, mace's own 10 % split of the training structures
+    out_dir, train_frames, valid, seed = training_setup(model, frames, rows, key, cfg)
     energies = model.loss != "forces"
     device = "cuda" if torch.cuda.is_available() else "cpu"
     e0s = _e0s(model, frames)

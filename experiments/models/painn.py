@@ -211,17 +211,11 @@ def train(model: Config, frames, rows, key, cfg) -> dict[str, Any]:
     from .._results import frames_fingerprint, reference_methods
     from .._torch_compat import load_trusted_checkpoint
     from ..config import to_plain
+    from ._network import training_setup
 
     check(model)
-    out_dir = Path(cfg.output).resolve().parent
-    out_dir.mkdir(parents=True, exist_ok=True)
-    train_frames = [frames[i] for i in rows]
-    valid = [a for a in frames if a.info.get("subset") == "validation"]
-    if not valid:
-        subsets = sorted({str(a.info.get("subset")) for a in frames})
-        raise ValueError(f"model {model.name}: the dataset has no structure with info subset = 'validation' "
-                         f"(subsets: {subsets}): schnetpack keeps the best model on a validation set")
-    seed = int(key.seed if key.seed is not None else model.seed)
+    out_dir, train_frames, valid, seed = training_setup(
+        model, frames, rows, key, cfg, why="schnetpack keeps the best model on a validation set")
     kind = _loss_kind(model, [*train_frames, *valid])
     forces = kind == "energy_forces"
     weights = LOSS_WEIGHTS[kind]

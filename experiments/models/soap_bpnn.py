@@ -210,16 +210,12 @@ def train(model: Config, frames, rows, key, cfg) -> dict[str, Any]:
 
     from .._results import frames_fingerprint, reference_methods
     from ..config import to_plain
+    from ._network import training_setup
 
     check(model)
-    out_dir = Path(cfg.output).resolve().parent
-    out_dir.mkdir(parents=True, exist_ok=True)
-    train_frames = [frames[i] for i in rows]
-    valid = [a for a in frames if a.info.get("subset") == "validation"]
-    if not valid:
-        raise ValueError(f"model {model.name}: the dataset has no structures with info subset = 'validation': "
-                         "metatrain's validation set (a split of the training set would change the run's structures)")
-    seed = int(key.seed if key.seed is not None else model.seed)
+    out_dir, train_frames, valid, seed = training_setup(
+        model, frames, rows, key, cfg,
+        why="metatrain's validation set (a split of the training set would change the run's structures)")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     for name in ("model.pt", "model.ckpt", "checkpoints"):  # what an earlier run left
         path = out_dir / name

@@ -26,6 +26,26 @@ def check_frames(frames: Sequence[Any]) -> list:
     return frames
 
 
+class Parts:
+    """Per-batch arrays (torch tensors or numpy) collected by key and concatenated at the end, as float64 numpy
+    (``structure`` as int): what every adapter's loop over batches returns."""
+
+    def __init__(self):
+        self._parts: dict[str, list] = {}
+
+    def add(self, **arrays) -> None:
+        for key, value in arrays.items():
+            if hasattr(value, "detach"):
+                value = value.detach().cpu()
+                value = value.numpy() if key == "structure" else value.double().numpy()
+            self._parts.setdefault(key, []).append(np.asarray(value))
+
+    def result(self) -> dict[str, np.ndarray]:
+        out = {key: np.concatenate(values) for key, values in self._parts.items()}
+        out["structure"] = out["structure"].astype(int)
+        return out
+
+
 class LastLayer(ABC):
     """Per-atom last-layer features, readout weights and constants of a trained model.
 

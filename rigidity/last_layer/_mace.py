@@ -185,23 +185,19 @@ class MACELastLayer(LastLayer):
 
     def evaluate(self, frames, batch_size: int = 16) -> dict[str, np.ndarray]:
         """The model's energies and forces (mace's own, one backward pass), with phi, structure and constants."""
-        from ._base import check_frames
+        from ._base import Parts, check_frames
 
-        frames = check_frames(frames)
-        keys = ("phi", "constants", "energy", "forces", "structure")
-        parts: dict = {k: [] for k in keys}
-        for batch, first in self._batches(frames, batch_size):
+        parts = Parts()
+        for batch, first in self._batches(check_frames(frames), batch_size):
             phi, constants, energy, data, forces = self._forward(batch, positions_grad=False, model_forces=True)
-            for k, v in zip(keys[:4], (phi, constants, energy, forces)):
-                parts[k].append(v.detach().cpu().double().numpy())
-            parts["structure"].append(data["batch"].detach().cpu().numpy() + first)
-        out = {k: np.concatenate(v) for k, v in parts.items()}
-        out["structure"] = out["structure"].astype(int)
-        return out
+            parts.add(phi=phi, constants=constants, energy=energy, forces=forces, structure=data["batch"] + first)
+        return parts.result()
 
     def _compute(self, frames, forces, stress, reduce, batch_size, mode):
         torch = _import_mace()
-        phis, consts, energies, structures, rows, stress_rows, constant_forces = [], [], [], [], [], [], []
+        from ._base import Parts
+
+        parts = Parts()
         for batch, first in self._batches(frames, batch_size):
             phi, constants, energy, data, vectors = self._forward(batch, positions_grad=forces or stress)
             index = data["batch"]
@@ -220,25 +216,14 @@ class MACELastLayer(LastLayer):
                     (g,) = torch.autograd.grad(constants.sum(), vectors, retain_graph=True)
                     sender, receiver = data["edge_index"]
                     f = torch.zeros_like(data["positions"]).index_add(0, receiver, -g).index_add(0, sender, g)
-                    constant_forces.append(f.detach().cpu().double().numpy())
+                    parts.add(constant_forces=f)
                 force, strain = edge_rows(Phi, vectors, data["edge_index"], index, mode, volumes, forces, stress)
                 if forces:
-                    rows.append(force.detach().cpu().double().numpy())
+                    parts.add(force_rows=force)
                 if stress:
-                    stress_rows.append(strain.detach().cpu().double().numpy())
-            phis.append(phi.detach().cpu().double().numpy())
-            consts.append(constants.detach().cpu().double().numpy())
-            energies.append(energy.detach().cpu().double().numpy())
-            structures.append(index.detach().cpu().numpy() + first)
-        out = dict(phi=np.concatenate(phis), constants=np.concatenate(consts), energy=np.concatenate(energies),
-                   structure=np.concatenate(structures).astype(int))
-        if forces:
-            out["force_rows"] = np.concatenate(rows)
-        if stress:
-            out["stress_rows"] = np.concatenate(stress_rows)
-        if constant_forces:
-            out["constant_forces"] = np.concatenate(constant_forces)
-        return out
+                    parts.add(stress_rows=strain)
+            parts.add(phi=phi, constants=constants, energy=energy, structure=index + first)
+        return parts.result()
 
 
 def edge_rows(Phi, vectors, edge_index, structure, mode, volumes, forces=True, stress=False):

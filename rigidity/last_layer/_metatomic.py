@@ -308,10 +308,11 @@ class MetatomicLastLayer(LastLayer):
         import torch
 
         from ._autograd import position_rows
+        from ._base import Parts
 
         self._check_elements(frames)
         grad = forces or stress
-        phis, consts, energies, structures, rows, stress_rows, constant_forces = [], [], [], [], [], [], []
+        parts = Parts()
         for first in range(0, len(frames), batch_size):
             batch = frames[first:first + batch_size]
             phi, constants, energy, structure, positions, strain, systems = self._forward(batch, grad, stress)
@@ -326,43 +327,27 @@ class MetatomicLastLayer(LastLayer):
                     volumes = torch.tensor([abs(a.cell.volume) for a in batch], dtype=phi.dtype, device=phi.device)
                 if forces and constants.requires_grad:
                     (g,) = torch.autograd.grad(constants.sum(), positions, retain_graph=True)
-                    constant_forces.append(-g.detach().cpu().double().numpy())
+                    parts.add(constant_forces=-g)
                 force, strained = position_rows(Phi, positions, structure, mode, strain, volumes)
                 if forces:
-                    rows.append(force.detach().cpu().double().numpy())
+                    parts.add(force_rows=force)
                 if stress:
-                    stress_rows.append(strained.detach().cpu().double().numpy())
-            phis.append(phi.detach().cpu().double().numpy())
-            consts.append(constants.detach().cpu().double().numpy())
-            energies.append(energy.detach().cpu().double().numpy())
-            structures.append(structure.cpu().numpy() + first)
-        out = dict(phi=np.concatenate(phis), constants=np.concatenate(consts), energy=np.concatenate(energies),
-                   structure=np.concatenate(structures).astype(int))
-        if forces:
-            out["force_rows"] = np.concatenate(rows)
-        if stress:
-            out["stress_rows"] = np.concatenate(stress_rows)
-        if constant_forces:
-            out["constant_forces"] = np.concatenate(constant_forces)
-        return out
+                    parts.add(stress_rows=strained)
+            parts.add(phi=phi, constants=constants, energy=energy, structure=structure + first)
+        return parts.result()
 
     def evaluate(self, frames, batch_size: int = 16) -> dict[str, np.ndarray]:
         """The model's energies and forces (one backward pass of its energy), with phi, structure and constants."""
         import torch
 
-        from ._base import check_frames
+        from ._base import Parts, check_frames
 
         frames = check_frames(frames)
         self._check_elements(frames)
-        keys = ("phi", "constants", "energy", "forces", "structure")
-        parts: dict = {k: [] for k in keys}
+        parts = Parts()
         for first in range(0, len(frames), batch_size):
             batch = frames[first:first + batch_size]
             phi, constants, energy, structure, positions, _, _ = self._forward(batch, True, False)
             (g,) = torch.autograd.grad(energy.sum(), positions)
-            for k, v in zip(keys, (phi, constants, energy, -g)):
-                parts[k].append(v.detach().cpu().double().numpy())
-            parts["structure"].append(structure.cpu().numpy() + first)
-        out = {k: np.concatenate(v) for k, v in parts.items()}
-        out["structure"] = out["structure"].astype(int)
-        return out
+            parts.add(phi=phi, constants=constants, energy=energy, forces=-g, structure=structure + first)
+        return parts.result()

@@ -304,11 +304,12 @@ class PaiNNLastLayer(LastLayer):
     def _compute(self, frames, forces, stress, reduce, batch_size, mode):
         torch, spk = _import_schnetpack()
         from ._autograd import position_rows
+        from ._base import Parts
 
         props = spk.properties
         self._check_numbers(frames)
         grad = forces or stress
-        phis, consts, energies, structures, rows, stress_rows = [], [], [], [], [], []
+        parts = Parts()
         for first in range(0, len(frames), batch_size):
             inputs = self.converter(list(frames[first:first + batch_size]))
             index = inputs[props.idx_m].clone()
@@ -322,16 +323,13 @@ class PaiNNLastLayer(LastLayer):
                     Phi = Phi / torch.as_tensor(n_atoms, dtype=phi.dtype, device=phi.device)[:, None]
                 force, strain_rows = position_rows(Phi, positions, index, mode, strain=strain, volumes=volumes)
                 if forces:
-                    rows.append(force.detach().cpu().double().numpy())
+                    parts.add(force_rows=force)
                 if stress:
-                    stress_rows.append(strain_rows.detach().cpu().double().numpy())
+                    parts.add(stress_rows=strain_rows)
             local = index.cpu().numpy()
-            phis.append(phi.detach().cpu().double().numpy())
-            consts.append(self._constants(numbers, n_atoms[local].astype(float)))
-            energies.append(energy.detach().cpu().double().numpy())
-            structures.append(local + first)
-        out = dict(phi=np.concatenate(phis), constants=np.concatenate(consts), energy=np.concatenate(energies),
-                   structure=np.concatenate(structures).astype(int))
+            parts.add(phi=phi, constants=self._constants(numbers, n_atoms[local].astype(float)), energy=energy,
+                      structure=local + first)
+        out = parts.result()
         rebuilt = np.bincount(out["structure"], weights=out["phi"] @ self.weights + out["constants"],
                               minlength=len(frames))
         tol = (1e-8 if self.dtype == torch.float64 else 1e-3) * max(1.0, float(np.abs(out["energy"]).max()))
@@ -340,25 +338,20 @@ class PaiNNLastLayer(LastLayer):
             raise RuntimeError(f"the energies rebuilt from phi . w + c differ from the model's by {mismatch:.3g} "
                                f"(tolerance {tol:.3g}): the model computes its energy in a way this adapter does "
                                "not know (was do_postprocessing or a postprocessor changed after construction?)")
-        if forces:
-            out["force_rows"] = np.concatenate(rows)
-        if stress:
-            out["stress_rows"] = np.concatenate(stress_rows)
         return out
 
     def evaluate(self, frames, batch_size: int = 16) -> dict[str, np.ndarray]:
         """The model's energies and its own forces (its ``Forces`` output, one backward pass), with phi, structure
         and constants; without a ``Forces`` output, from the force rows (:meth:`LastLayer.evaluate`)."""
         torch, spk = _import_schnetpack()
-        from ._base import check_frames
+        from ._base import Parts, check_frames
 
         props = spk.properties
         frames = check_frames(frames)
         if not self._responses:
             return super().evaluate(frames, batch_size=batch_size)
         self._check_numbers(frames)
-        keys = ("phi", "constants", "energy", "forces", "structure")
-        parts: dict = {k: [] for k in keys}
+        parts = Parts()
         for first in range(0, len(frames), batch_size):
             inputs = self.converter(list(frames[first:first + batch_size]))
             index = inputs[props.idx_m].clone().cpu().numpy()
@@ -368,11 +361,6 @@ class PaiNNLastLayer(LastLayer):
             forces = self._outputs.get(props.forces)
             if forces is None:  # a Response without forces
                 return super().evaluate(frames, batch_size=batch_size)
-            parts["phi"].append(phi.detach().cpu().double().numpy())
-            parts["constants"].append(self._constants(numbers, n_atoms[index].astype(float)))
-            parts["energy"].append(energy.detach().cpu().double().numpy())
-            parts["forces"].append(forces.detach().cpu().double().numpy())
-            parts["structure"].append(index + first)
-        out = {k: np.concatenate(v) for k, v in parts.items()}
-        out["structure"] = out["structure"].astype(int)
-        return out
+            parts.add(phi=phi, constants=self._constants(numbers, n_atoms[index].astype(float)), energy=energy,
+                      forces=forces, structure=index + first)
+        return parts.result()
