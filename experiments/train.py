@@ -48,7 +48,10 @@ def run(cfg: DictConfig) -> TrainedModel | dict:
             from .models._network import untrained
 
             raise untrained(model)
-        return module.train(model, frames, rows, key, cfg)
+        manifest = module.train(model, frames, rows, key, cfg)
+        # what every analysis of a network reads: its training structures (positions in the dataset file) and run
+        manifest.update(dataset=ds.name, run=key.key, scale=cfg.scale.name, rows=[int(i) for i in rows])
+        return manifest
     meta = dict(model=model.name, model_config=train_section(to_plain(cfg.model)), dataset=ds.name, run=key.key,
                 training_pool=to_plain(ds.training), scale=cfg.scale.name, fingerprint=frames_fingerprint(frames),
                 reference_method=reference_methods([frames[i] for i in rows]), n_train=int(len(rows)))

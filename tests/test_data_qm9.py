@@ -186,11 +186,15 @@ def test_committee_subsets_leave_one_block_out():
 
     training = compose(["dataset=qm9"]).dataset.training
     tags = [a.info["tag"] for a in frames]
+    left_out = []
     for i in range(10):  # the paper: frames[:1000 * i] + frames[1000 * (i + 1):10000], here blocks of 2
         member = [a.info["tag"] for a in qm9.committee_subset(frames, i, 10)]
         assert member == train[: 2 * i] + train[2 * (i + 1) :]
         # the workflow's run key n<n_train>-x<i>of10 is the same committee member
         assert sorted(tags[r] for r in select(frames, training, f"n20-x{i}of10", "qm9")) == sorted(member)
+        left_out.append(set(train) - set(member))
+    # the left-out tenths are disjoint and together the whole training set: each molecule is missing from one member
+    assert all(len(block) == 2 for block in left_out) and set().union(*left_out) == set(train)
 
 
 # ----------------------------------------------------------------------------- download
@@ -243,7 +247,7 @@ def test_offline_default_runs_on_the_shipped_sample(monkeypatch):
         assert a.info["source"] == "file" and a.info["energy_unit"] == "eV"
         assert -2e4 < a.info["energy"] < -1e3  # U0 of a QM9 molecule, eV
     quick = run(compose(["dataset=qm9", "scale=quick"]))
-    assert len(quick) == 700
+    assert len(quick) == 985  # every shipped molecule: 500 train, 100 validation, 385 test
     # the smoke training set is the start of the quick one: the same shuffle of the same 985 molecules
     assert [a.info["sample_index"] for a in quick[:20]] == [a.info["sample_index"] for a in frames[:20]]
 

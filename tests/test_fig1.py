@@ -51,3 +51,39 @@ def test_calibration_recovers_a_known_scale(rng):
     assert fitted == pytest.approx(alpha, rel=0.03)
     cov = coverage(r, np.sqrt(fitted * v))
     assert cov[1] == pytest.approx(0.683, abs=0.01) and cov[2] == pytest.approx(0.954, abs=0.005)
+
+
+@pytest.mark.parametrize("reduce", ["mean", "sum"])
+def test_the_papers_last_layer_variances_against_a_covariance_built_by_hand(reduce):
+    """Figs 1-3's H: sigma^2 I plus the outer products of the training structures' mean (or summed) last-layer
+    features; the variance of a structure's energy (per atom for "mean") and the LPR of each atom from it."""
+    pytest.importorskip("mace")
+    from omegaconf import OmegaConf
+    from test_last_layer import clusters, small_mace
+
+    from experiments.models._network import paper_llpr, predictions
+    from rigidity.last_layer import MACELastLayer
+
+    ll = MACELastLayer(small_mace())
+    train, test = clusters(8, seed=3), clusters(4, seed=4)
+    for k, a in enumerate(test):
+        a.info["energy"] = -10.0 * len(a) + 0.1 * k
+    config = OmegaConf.create({"name": "mace", "rigidity": {"regularizer": 1e-6, "reduce": reduce}})
+    llpr = paper_llpr(ll, config).fit(train)
+    got = predictions(llpr, test, reduce)
+
+    def structure_rows(frames):
+        phi, structure = ll.features(frames)
+        g = np.array([phi[structure == i].sum(0) for i in range(len(frames))])
+        return (g / np.bincount(structure)[:, None] if reduce == "mean" else g), phi, structure
+
+    G, _, _ = structure_rows(train)
+    H = G.T @ G + 1e-6 * np.eye(ll.n_features)
+    g, phi, structure = structure_rows(test)
+    np.testing.assert_allclose(got["variance"], np.einsum("ij,ij->i", g, np.linalg.solve(H, g.T).T), rtol=1e-8)
+    np.testing.assert_allclose(got["lpr"], 1 / np.einsum("ij,ij->i", phi, np.linalg.solve(H, phi.T).T), rtol=1e-8)
+    n = np.bincount(structure)
+    energy = ll.energies(test)[1]
+    np.testing.assert_allclose(got["energy"], energy / n if reduce == "mean" else energy, rtol=1e-12)
+    reference = np.array([a.info["energy"] for a in test])
+    np.testing.assert_allclose(got["reference"], reference / n if reduce == "mean" else reference, rtol=1e-14)

@@ -462,3 +462,15 @@ def test_command_line_reads_an_exported_model_and_a_checkpoint(trained, tmp_path
     done = subprocess.run([str(exe), *fresh], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     np.testing.assert_allclose(ase.io.read(out, ":")[0].arrays["lpr"], written[0][0].arrays["lpr"], rtol=1e-6)
+
+
+def test_the_profiling_executor_changes_the_speed_only(exported):
+    """optimize=True lets TorchScript optimise the graph (slower for structures of varying size): same numbers."""
+    frames = molecules(4, seed=9)
+    plain, optimised = MetatomicLastLayer(exported), MetatomicLastLayer(exported, optimize=True)
+    assert not plain.optimize and optimised.optimize
+    for _ in range(3):  # the profiling executor optimises after the first calls
+        a = optimised.compute(frames, forces=True, batch_size=2)
+    b = plain.compute(frames, forces=True, batch_size=2)
+    for key in ("phi", "constants", "energy", "force_rows"):
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-10, atol=1e-12)

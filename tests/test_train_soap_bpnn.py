@@ -34,7 +34,8 @@ def trained(tmp_path_factory):
     # a tiny SOAP and network at smoke scale (the paper's n_max = l_max = 9, 2 x 64 take minutes per epoch on a core)
     cfg = runner.cfg("model=soap_bpnn", "dataset=qm9", "run=n8-seed3", f"output={manifest}", "model.soap.max_radial=2",
                      "model.soap.max_angular=2", "model.hidden_layers=[6,6]", f"model.max_epochs={EPOCHS}",
-                     "model.checkpoint_every=1", "model.optimizer.batch_size=4", inputs={data_key("qm9"): str(data)})
+                     "model.checkpoint_epochs=[0,1,2]", "model.checkpoint_runs=[n8-seed3]",
+                     "model.optimizer.batch_size=4", inputs={data_key("qm9"): str(data)})
     np.random.seed(11)
     random.seed(11)
     torch.manual_seed(11)
@@ -110,7 +111,7 @@ def test_checkpoints_are_the_model_along_training(trained):
 
     manifest, frames, _, _ = trained
     meta = json.loads(manifest.read_text())
-    epochs = list(range(EPOCHS))  # checkpoint_every 1: metatrain's epochs 0, 1, 2 (epoch e after e + 1 passes)
+    epochs = list(range(EPOCHS))  # metatrain's epochs 0, 1, 2 (epoch e after e + 1 passes)
     assert meta["checkpoints"] == [{"epoch": e, "epochs_trained": e + 1, "file": f"checkpoints/epoch_{e}.pt"}
                                    for e in epochs]
     assert sorted(p.name for p in (manifest.parent / "checkpoints").iterdir()) == [f"epoch_{e}.pt" for e in epochs]
@@ -144,7 +145,8 @@ def test_the_files_load_in_a_fresh_process(trained):
     ("model.soap.atomic_gaussian_width=0.3", "has no density smearing; set it to null"),
     ("model.hidden_layers=[64,32]", r"hidden_layers=\[64, 32\]: metatrain's BPNN has one or more hidden layers of one"),
     ("model.target=forces", "target 'forces' is not one of"),
-    ("model.checkpoint_every=0", "checkpoint_every=0 must be a positive number"),
+    ("model.checkpoint_epochs=[0,3]", r"checkpoint_epochs=\[0, 3\] must be distinct epochs in \[0, max_epochs"),
+    ("model.checkpoint_epochs=[] model.checkpoint_runs=[n8]", "keep no checkpoint: checkpoint_epochs is empty"),
 ])
 def test_settings_metatrain_cannot_honour_are_refused(override, message):
     from conftest import compose
@@ -152,7 +154,7 @@ def test_settings_metatrain_cannot_honour_are_refused(override, message):
     from experiments._stage import typed
     from experiments.models.soap_bpnn import check
 
-    model = typed(compose(["model=soap_bpnn", "dataset=qm9", "scale=smoke", override]).model)
+    model = typed(compose(["model=soap_bpnn", "dataset=qm9", "scale=smoke", *override.split()]).model)
     with pytest.raises(ValueError, match=message):
         check(model)
 
@@ -169,4 +171,7 @@ def test_the_papers_settings_as_metatrain_options():
     assert arch["model"]["soap"] == {"cutoff": {"radius": 5.0, "width": 0.5}, "max_radial": 9, "max_angular": 9}
     assert arch["model"]["bpnn"] == {"num_hidden_layers": 2, "num_neurons_per_layer": 64}
     assert arch["training"]["num_epochs"] == 2500 and arch["training"]["checkpoint_interval"] == 2501
-    assert arch["training"]["batch_size"] == 100 and arch["training"]["learning_rate"] == 1e-3
+    # Fig 3a's run writes a checkpoint every gcd(0, 20, 40, ..., 220) = 20 epochs (and keeps the listed ones)
+    fig3 = options(paper, Path("/data"), seed=0, device="cuda", n_train=10000, run="n10000")["architecture"]
+    assert fig3["training"]["checkpoint_interval"] == 20  # the paper's SOAP_BPNN_train.yaml: 20
+    assert arch["training"]["batch_size"] == 32 and arch["training"]["learning_rate"] == 1e-3

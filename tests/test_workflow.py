@@ -97,7 +97,8 @@ def test_default_target_builds_every_dataset_and_the_implemented_figures(tmp_pat
     for dataset in DATASETS:
         assert f"data/{dataset}.extxyz" in out.stdout
     implemented = Plan({"scale": "quick", "results": "results"}, cache_dir=None).implemented()
-    assert set(implemented) == {"fig4_pr_augmentation", "fig5_active_learning", "fig6_body_order",
+    assert set(implemented) == {"fig1_uncertainty_vs_error", "fig2_local_variance_vs_lpr", "fig3_learning_dynamics",
+                                "fig4_pr_augmentation", "fig5_active_learning", "fig6_body_order",
                                 "fig7_range_separation"}
     for experiment in EXPERIMENTS:
         assert (f"figures/{experiment}.pdf" in out.stdout) == (experiment in implemented)
@@ -144,8 +145,8 @@ def test_stage_entry_points_name_what_is_missing():
 
     from experiments import analyse, plot
 
-    with pytest.raises(NotImplementedError, match="fig1_uncertainty_vs_error.py has no analyse"):
-        analyse.analysis(compose(["experiment=fig1_uncertainty_vs_error"]))
+    with pytest.raises(NotImplementedError, match="fig8_cg_water.py has no analyse"):
+        analyse.analysis(compose(["experiment=fig8_cg_water"]))
     with pytest.raises(NotImplementedError, match="has no plot"):
         plot.figure(compose(["experiment=fig8_cg_water"]))
     with pytest.raises(ValueError, match="needs experiment=<name>"):

@@ -71,6 +71,40 @@ def test_smoke_run_writes_every_table_and_figure(smoke_run):
 
 
 @pytest.mark.slow
+def test_the_networks_of_figs_1_to_3_and_their_tables(smoke_run):
+    """One train_model job per network run, shared: the committee leaves disjoint blocks of the main training set
+    out, the main SOAP-BPNN keeps its checkpoints, and each table names its dataset's reference."""
+    import json
+
+    from experiments._tables import read_table
+
+    results = smoke_run / "results" / "smoke"
+    for model, dataset, main in (("soap_bpnn", "qm9", "n20"), ("painn", "qm9", "n20"), ("mace", "si_clusters", "all")):
+        manifest = json.loads((results / "models" / model / dataset / main / "manifest.json").read_text())
+        rows = set(manifest["rows"])
+        left_out = []
+        for k in (0, 1):
+            member = json.loads((results / "models" / model / dataset / f"{main}-x{k}of4" / "manifest.json")
+                                .read_text())
+            assert set(member["rows"]) < rows and member["run"] == f"{main}-x{k}of4"
+            left_out.append(rows - set(member["rows"]))
+        assert len(left_out[0]) == len(left_out[1]) == len(rows) // 4 and not left_out[0] & left_out[1]
+        if model == "soap_bpnn":
+            assert [c["epoch"] for c in manifest["checkpoints"]] == [0, 1]
+    fig1 = read_table(results / "tables" / "fig1_uncertainty_vs_error.csv")
+    reference = dict(zip(fig1["dataset"], fig1["dataset_reference"]))
+    assert reference == {"qm9": "B3LYP/6-31G(2df,p) (QM9)", "si_clusters": "GFN2-xTB"}
+    for model in ("soap_bpnn", "painn", "mace"):
+        value = fig1[fig1["model"] == model].set_index("quantity")["value"]
+        assert value["calibration_scale"] > 0 and 0 <= value["within_1_sigma"] <= value["within_3_sigma"] <= 1
+    fig2 = read_table(results / "tables" / "fig2_local_variance_vs_lpr.csv")
+    assert set(fig2[fig2["quantity"] == "n_train_member"]["value"]) == {15.0, 6.0}  # 3/4 of 20 molecules, 8 clusters
+    fig3 = read_table(results / "tables" / "fig3_learning_dynamics.csv")
+    assert list(fig3["label"]) == [f"final (epoch {fig3['epoch'].iloc[0]})", "epoch 0", "epoch 1", "n = 5",
+                                   "n = 10"]
+
+
+@pytest.mark.slow
 def test_a_model_config_value_reruns_its_fits_and_their_figure_only(smoke_run):
     with edited(smoke_run / "config" / "model" / "ace.yaml", "  ridge_alpha: 1.0e-3", "  ridge_alpha: 2.0e-3"):
         counts = dry_run(smoke_run)

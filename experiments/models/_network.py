@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 from omegaconf import MISSING
 
 from ..config import ModelConfig
@@ -85,3 +87,89 @@ def paper_llpr(ll, model: NetworkConfig):
         raise ValueError(f"model {model.name}: rigidity.reduce must be 'mean' or 'sum', got {reduce!r}")
     return LLPR(ll, regularizer=model.rigidity.regularizer, energy_weight=1.0, force_weight=0.0,
                 per_atom_energy=reduce == "mean", reduction="sum")
+
+
+# -- what the analyses of Figs 1-3 read from a trained network -----------------------------------------------------
+@dataclass
+class Trained:
+    """A trained network as its train_model job left it: the manifest, its folder and its model config."""
+
+    path: Any  # the manifest's path
+    meta: dict  # the manifest
+    config: Any  # the model config it was trained with (OmegaConf)
+
+    @property
+    def rows(self) -> list[int]:
+        return [int(i) for i in self.meta["rows"]]
+
+    def last_layer(self, file: str | None = None):
+        """The last-layer adapter of the model (or of one of its files: a checkpoint)."""
+        if file is None:
+            return last_layer(self.path)
+        from rigidity.last_layer import MetatomicLastLayer
+
+        if self.meta.get("package") != "metatrain":
+            raise ValueError(f"{self.path}: only metatrain runs keep checkpoints, this is {self.meta.get('package')}")
+        return MetatomicLastLayer(str(self.path.parent / file))
+
+
+def trained(manifest_path, frames) -> Trained:
+    """Read a network's manifest and check that it was trained on these structures (rows and fingerprint)."""
+    import json
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from .._results import frames_fingerprint
+
+    path = Path(manifest_path)
+    meta = json.loads(path.read_text())
+    for key in ("rows", "fingerprint", "model_config"):
+        if key not in meta:
+            raise ValueError(f"{path}: the manifest has no {key!r}; it was written by an older train_model: rerun it")
+    rows = [int(i) for i in meta["rows"]]
+    if rows and (min(rows) < 0 or max(rows) >= len(frames)):
+        raise ValueError(f"{path}: training rows up to {max(rows)}, the dataset has {len(frames)} structures")
+    if frames_fingerprint([frames[i] for i in rows]) != meta["fingerprint"]:
+        raise ValueError(f"{path}: the model was trained on other structures than rows {rows[:3]}... of this "
+                         "dataset file (fingerprints differ): the dataset changed after training; rerun the workflow")
+    return Trained(path=path, meta=meta, config=OmegaConf.create(meta["model_config"]))
+
+
+def subset(frames, name: str, n: int | None = None) -> list:
+    """The structures with ``info["subset"] == name`` in file order (the first ``n``), refusing too few."""
+    chosen = [a for a in frames if a.info.get("subset") == name]
+    if not chosen or (n is not None and len(chosen) < n):
+        have = sorted({str(a.info.get("subset")) for a in frames})
+        raise ValueError(f"the dataset has {len(chosen)} structures with info subset = {name!r} (subsets: {have}); "
+                         f"{n or 1} needed")
+    return chosen if n is None else chosen[:n]
+
+
+def predictions(llpr, frames, reduce: str, batch_size: int = 16) -> dict[str, np.ndarray]:
+    """Per structure: the model's energy and its reference (per atom with ``reduce="mean"``, else total), the
+    variance g^T H^-1 g of that prediction (g: the structure's mean or summed last-layer features, as H's energy
+    rows); per atom: the LPR 1 / (phi_i^T H^-1 phi_i), the local energy phi_i . w + c_i, the species and the
+    structure of each atom."""
+    ll = llpr.last_layer
+    out = ll.compute(frames, batch_size=batch_size)
+    structure = out["structure"]
+    counts = np.bincount(structure, minlength=len(frames)).astype(float)
+    g = np.zeros((len(frames), ll.n_features))
+    np.add.at(g, structure, out["phi"])
+    energy = np.asarray(out["energy"], dtype=float)
+    reference = np.array([float(a.info["energy"]) for a in frames])
+    if reduce == "mean":
+        g, energy, reference = g / counts[:, None], energy / counts, reference / counts
+    elif reduce != "sum":
+        raise ValueError(f"reduce must be 'mean' or 'sum', got {reduce!r}")
+    return dict(energy=energy, reference=reference, variance=np.asarray(llpr.hessian.variance(g)), n_atoms=counts,
+                lpr=np.asarray(llpr.hessian.lpr(out["phi"])), local=out["phi"] @ ll.weights + out["constants"],
+                structure=structure, numbers=np.concatenate([a.numbers for a in frames]))
+
+
+def fitted_llpr(net: Trained, frames, ll=None):
+    """The paper's LLPR (:func:`paper_llpr`) of a trained network (or of ``ll``, one of its checkpoints), H over
+    the structures it was trained on."""
+    llpr = paper_llpr(ll if ll is not None else net.last_layer(), net.config)
+    return llpr.fit([frames[i] for i in net.rows])

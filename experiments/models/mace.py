@@ -28,6 +28,7 @@ class Config(NetworkConfig):
     max_ell: int = 3  # largest spherical harmonic
     activation: str | None = None  # non-linearity of the gates and readout (null: mace-torch's default)
     loss: str = "energy_forces"  # energy_forces | forces (force matching, no energy target)
+    forces_weight: float = 100.0  # weight of the force term of energy_forces (mace-torch's default; energies: 1)
     E0: Any = None  # eV per atom: a number, "isolated_atom_energy" (the dataset's info key), or null (none)
     last_layer_features: int | None = None  # expected number of last-layer features (a check), e.g. 144
     optimizer: Optimizer = field(default_factory=Optimizer)
@@ -37,6 +38,18 @@ class Config(NetworkConfig):
 #: mace-torch's weighted loss: energies per atom, each term a mean over its batch (what the LLPR must know)
 LOSS_WEIGHTS = {"energy_forces": {"energy_weight": 1.0, "forces_weight": 100.0},
                 "forces": {"energy_weight": 0.0, "forces_weight": 1.0}}
+
+
+def loss_weights(model: Config) -> dict[str, float]:
+    """The weights of mace's loss terms for a model config (energy_forces: 1 and ``forces_weight``)."""
+    if model.loss not in LOSS_WEIGHTS:
+        raise ValueError(f"model {model.name}: loss {model.loss!r} is not one of {list(LOSS_WEIGHTS)}")
+    weights = dict(LOSS_WEIGHTS[model.loss])
+    if model.loss == "energy_forces":
+        if not model.forces_weight >= 0:
+            raise ValueError(f"model {model.name}: forces_weight must be >= 0, got {model.forces_weight}")
+        weights["forces_weight"] = float(model.forces_weight)
+    return weights
 
 
 def _labelled(frames, path: Path, energies: bool) -> None:
@@ -83,7 +96,7 @@ def command(model: Config, workdir: Path, seed: int, e0s: dict | None, has_valid
     import sys
 
     exe = shutil.which("mace_run_train", path=str(Path(sys.executable).parent)) or "mace_run_train"
-    loss = LOSS_WEIGHTS[model.loss]
+    loss = loss_weights(model)
     cmd = [exe, "--name", "model", "--train_file", str(workdir / "train.xyz"),
            "--model", "MACE", "--hidden_irreps", model.hidden_irreps, "--r_max", str(model.r_max),
            "--correlation", str(model.correlation), "--max_ell", str(model.max_ell), "--num_interactions", "2",
@@ -111,6 +124,7 @@ def train(model: Config, frames, rows, key, cfg) -> dict[str, Any]:
     """
     import os
     import subprocess
+    import sys
     import tempfile
 
     import torch
@@ -132,6 +146,8 @@ def train(model: Config, frames, rows, key, cfg) -> dict[str, Any]:
         cmd = command(model, work, seed, e0s, bool(valid), device, len(train_frames))
         env = dict(os.environ, PYTHONHASHSEED="0")
         done = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=env)
+        sys.stdout.write(done.stdout)  # mace's own log (its losses and errors per epoch) into the job's log
+        sys.stdout.flush()
         if done.returncode != 0:
             raise RuntimeError(f"mace_run_train failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
         trained = work / "model.model"
@@ -145,9 +161,8 @@ def train(model: Config, frames, rows, key, cfg) -> dict[str, Any]:
         raise RuntimeError(f"model {model.name}: {ll.n_features} last-layer features, the config expects "
                            f"{model.last_layer_features}")
     return dict(model=model.name, package="mace-torch", file="model.model", n_train=len(train_frames),
-                rows=[int(i) for i in rows],  # the training structures: positions in the dataset file
                 n_valid=len(valid), seed=seed, device=device, last_layer_features=ll.n_features,
-                loss=dict(kind=model.loss, per_atom_energy=True, reduction="mean", **LOSS_WEIGHTS[model.loss]),
+                loss=dict(kind=model.loss, per_atom_energy=True, reduction="mean", **loss_weights(model)),
                 E0s={str(z): v for z, v in (e0s or {}).items()}, fingerprint=frames_fingerprint(train_frames),
                 reference_method=reference_methods(train_frames), model_config=to_plain(cfg.model),
                 command=[Path(c).name if i == 0 else c for i, c in enumerate(command(model, Path("."), seed, e0s,

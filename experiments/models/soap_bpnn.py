@@ -28,7 +28,7 @@ class Soap:
 @dataclass
 class Optimizer:
     lr: float = 1.0e-3  # Adam learning rate (metatrain: training.learning_rate)
-    batch_size: int = 100  # structures per batch (not stated in SETTINGS.md: our choice), capped at the training set
+    batch_size: int = 32  # structures per batch (the paper's SOAP_BPNN_train.yaml), capped at the training set
 
 
 @dataclass
@@ -37,7 +37,10 @@ class Config(NetworkConfig):
     hidden_layers: list[int] = field(default_factory=lambda: [64, 64])  # neurons per hidden layer (all equal)
     target: str = "energy_per_atom"  # energy_per_atom (the paper's: loss on E / n_atoms) | energy (per structure)
     dtype: str = "float64"  # training precision: float64 | float32 (metatrain's base_precision)
-    checkpoint_every: int | None = None  # k: keep the models at metatrain's epochs 0, k, 2k, ...; null: none
+    # metatrain epochs (0-based: epoch e is the model after e + 1 passes) whose models are kept (Fig 3a), by the runs
+    # of checkpoint_runs only: metatrain writes a checkpoint every gcd(epochs) epochs, the others are discarded
+    checkpoint_epochs: list[int] = field(default_factory=list)
+    checkpoint_runs: list[str] = field(default_factory=list)  # run keys that keep checkpoint_epochs (others: none)
     optimizer: Optimizer = field(default_factory=Optimizer)
 
 
@@ -60,9 +63,24 @@ def check(model: Config) -> None:
         raise ValueError(f"model {model.name}: target {model.target!r} is not one of {TARGETS}")
     if model.dtype not in PRECISION:
         raise ValueError(f"model {model.name}: dtype {model.dtype!r} is not one of {sorted(PRECISION)}")
-    if model.checkpoint_every is not None and model.checkpoint_every < 1:
-        raise ValueError(f"model {model.name}: checkpoint_every={model.checkpoint_every} must be a positive number "
-                         "of epochs or null")
+    epochs = list(model.checkpoint_epochs)
+    if any(e < 0 or e >= model.max_epochs for e in epochs) or len(set(epochs)) != len(epochs):
+        raise ValueError(f"model {model.name}: checkpoint_epochs={epochs} must be distinct epochs in [0, "
+                         f"max_epochs = {model.max_epochs}) (metatrain counts from 0)")
+    if list(model.checkpoint_runs) and not epochs:
+        raise ValueError(f"model {model.name}: checkpoint_runs={list(model.checkpoint_runs)} keep no checkpoint: "
+                         "checkpoint_epochs is empty")
+
+
+def checkpoint_interval(model: Config, run: str) -> int | None:
+    """Every how many epochs metatrain writes a checkpoint for this run: the gcd of its checkpoint_epochs
+    (None: the run keeps none)."""
+    import math
+
+    epochs = [int(e) for e in model.checkpoint_epochs]
+    if run not in set(model.checkpoint_runs) or not epochs:
+        return None
+    return math.gcd(*epochs) or model.max_epochs + 1  # only epoch 0: no later checkpoint
 
 
 # -- training (rule train_model) -----------------------------------------------------------------------------
@@ -82,7 +100,7 @@ def _labelled(frames, path: Path) -> None:
     ase.io.write(path, out, format="extxyz")
 
 
-def options(model: Config, work: Path, seed: int, device: str, n_train: int) -> dict[str, Any]:
+def options(model: Config, work: Path, seed: int, device: str, n_train: int, run: str = "") -> dict[str, Any]:
     """The options of metatrain's ``train_model`` for a model config, the data files in ``work``.
 
     Energies only (QM9 has no forces), the dataset's validation structures as the validation
@@ -93,7 +111,7 @@ def options(model: Config, work: Path, seed: int, device: str, n_train: int) -> 
     """
     n = int(model.hidden_layers[0])
     target = {"energy": {"key": ENERGY_KEY, "unit": "eV", "forces": False, "stress": False, "virial": False}}
-    every = model.checkpoint_every if model.checkpoint_every is not None else model.max_epochs + 1
+    every = checkpoint_interval(model, run) or model.max_epochs + 1
     return {
         "seed": int(seed), "base_precision": PRECISION[model.dtype], "device": device, "final_eval": False,
         "architecture": {
@@ -145,16 +163,42 @@ def _global_state_kept():
             os.environ["PYTHONHASHSEED"] = hash_seed
 
 
-def _train_model(opts: dict, work: Path) -> None:
-    """metatrain's own ``train_model`` (what ``mtt train`` runs) in this process, its files in ``work``."""
+@contextmanager
+def _only_checkpoints(epochs: list[int]):
+    """metatrain's trainer writes the epoch checkpoints ``model_<e>.ckpt`` of these epochs only (every other file
+    as it would): a checkpoint holds the model, its best state and Adam's moments (about 100 MB at the paper's
+    SOAP), and the paper's Fig 3 wants a few epochs of 2,500 whose gcd is 10."""
+    import re
+
+    from metatrain.soap_bpnn.trainer import Trainer
+
+    keep = {int(e) for e in epochs}
+    save = Trainer.save_checkpoint
+
+    def selective(self, model, path):
+        match = re.fullmatch(r"model_([0-9]+)\.ckpt", Path(path).name)
+        if match is None or int(match[1]) in keep:
+            save(self, model, path)
+
+    Trainer.save_checkpoint = selective
+    try:
+        yield
+    finally:
+        Trainer.save_checkpoint = save
+
+
+def _train_model(opts: dict, work: Path, keep: list[int]) -> None:
+    """metatrain's own ``train_model`` (what ``mtt train`` runs) in this process, its files in ``work``; of the
+    epoch checkpoints, those of the epochs ``keep``."""
     from metatrain.cli.train import train_model
     from omegaconf import OmegaConf
 
-    train_model(OmegaConf.create(opts), output=str(work / "model.pt"), extensions=str(work / "extensions"),
-                checkpoint_dir=str(work / "checkpoints"))
+    with _only_checkpoints(keep):
+        train_model(OmegaConf.create(opts), output=str(work / "model.pt"), extensions=str(work / "extensions"),
+                    checkpoint_dir=str(work / "checkpoints"))
 
 
-def _export_checkpoints(work: Path, target: Path) -> list[dict[str, Any]]:
+def _export_checkpoints(work: Path, target: Path, epochs: list[int]) -> list[dict[str, Any]]:
     """metatrain's ``model_<epoch>.ckpt`` as exported models of the weights *at* that epoch.
 
     metatrain reads a checkpoint for inference as the best model up to its epoch; the model
@@ -172,8 +216,11 @@ def _export_checkpoints(work: Path, target: Path) -> list[dict[str, Any]]:
         match = re.fullmatch(r"model_([0-9]+)\.ckpt", path.name)
         if match:
             found[int(match[1])] = path
+    missing = sorted(set(epochs) - set(found))
+    if missing:
+        raise RuntimeError(f"metatrain wrote no checkpoint of epochs {missing} (it wrote {sorted(found)})")
     listed = []
-    for epoch in sorted(found):
+    for epoch in sorted(epochs):
         checkpoint = torch.load(found[epoch], weights_only=False, map_location="cpu")
         if int(checkpoint["epoch"]) != epoch:
             raise RuntimeError(f"{found[epoch].name} holds epoch {checkpoint['epoch']}")
@@ -196,8 +243,8 @@ def train(model: Config, frames, rows, key, cfg) -> dict[str, Any]:
 
     Beside the manifest (``cfg.output``): ``model.pt`` (exported, metatrain's final model:
     the weights of the epoch with the best validation RMSE, ``best_epoch``), ``model.ckpt``
-    (its checkpoint, for restarts and metatrain's llpr) and, with ``checkpoint_every``,
-    ``checkpoints/epoch_<e>.pt``, the model at metatrain's epochs 0, k, 2k, ...; everything
+    (its checkpoint, for restarts and metatrain's llpr) and, for a run of ``checkpoint_runs``,
+    ``checkpoints/epoch_<e>.pt``, the model at each of metatrain's ``checkpoint_epochs``; everything
     else metatrain writes stays in a temporary folder there, removed at the end. The
     validation set is the dataset's ``subset == "validation"`` structures.
     """
@@ -225,8 +272,9 @@ def train(model: Config, frames, rows, key, cfg) -> dict[str, Any]:
         (work / "checkpoints").mkdir()
         _labelled(train_frames, work / "train.xyz")
         _labelled(valid, work / "valid.xyz")
-        opts = options(model, work, seed, device, len(train_frames))
-        _train_model(opts, work)
+        opts = options(model, work, seed, device, len(train_frames), key.key)
+        keep = [int(e) for e in model.checkpoint_epochs] if checkpoint_interval(model, key.key) else []
+        _train_model(opts, work, keep)
         for name in ("model.pt", "model.ckpt"):
             if not (work / name).is_file():
                 raise RuntimeError(f"metatrain's train_model wrote no {name} in {work}: {sorted(os.listdir(work))}")
@@ -234,7 +282,7 @@ def train(model: Config, frames, rows, key, cfg) -> dict[str, Any]:
                              work)
         final = torch.load(work / "model.ckpt", weights_only=False, map_location="cpu")
         epochs = dict(last_epoch=int(final["epoch"]), best_epoch=int(final["best_epoch"]))
-        checkpoints = _export_checkpoints(work, out_dir / "checkpoints") if model.checkpoint_every else []
+        checkpoints = _export_checkpoints(work, out_dir / "checkpoints", keep) if keep else []
         for name in ("model.pt", "model.ckpt"):
             os.replace(work / name, out_dir / name)
         from rigidity.last_layer import MetatomicLastLayer

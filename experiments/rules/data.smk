@@ -4,6 +4,9 @@
 rule prepare_dataset:
     input:
         unpack(get_dataset_source),
+    # before any other job that is ready: the datasets are the roots, and the slowest (carbon, Si clusters) is the
+    # critical path of `make figures`, while the networks of a dataset made earlier would otherwise take both cores
+    priority: 10
     output:
         data=f"{RESULTS}/data/{{dataset}}.extxyz",
     log:
