@@ -140,30 +140,32 @@ def analyse(cfg: DictConfig) -> dict[str, Table]:
         alpha = calibrate(p_valid["variance"], e_valid) if s.calibrate else 1.0
         variance = alpha * p_test["variance"]
         sigma = np.sqrt(variance)
+        unit = UNITS[reduce]
         common = dict(model=need.model, dataset=need.dataset, dataset_reference=references[-1], run=run,
-                      reduce=reduce, unit=UNITS[reduce])
+                      reduce=reduce)
         test_rows = [i for i, a in enumerate(frames) if a.info.get("subset") == "test"]
         points.append(pd.DataFrame(dict(**common, structure=test_rows, n_atoms=p_test["n_atoms"].astype(int),
-                                        error=error, abs_error=np.abs(error), variance=variance, sigma=sigma)))
+                                        error=error, abs_error=np.abs(error), variance=variance, sigma=sigma,
+                                        unit=unit)))
 
-        def add(quantity, value, common=common, **extra):
-            rows.append(dict(**common, quantity=quantity, value=float(value), **extra))
+        def add(quantity, value, unit, common=common, **extra):
+            rows.append(dict(**common, quantity=quantity, value=float(value), unit=unit, **extra))
 
-        add("n_train", len(net.rows))
-        add("n_validation", len(valid))
-        add("n_test", len(test))
-        add("calibration_scale", alpha)
-        add("spearman_variance_squared_error", spearman(variance, error**2))
+        add("n_train", len(net.rows), "1")
+        add("n_validation", len(valid), "1")
+        add("n_test", len(test), "1")
+        add("calibration_scale", alpha, "1")
+        add("spearman_variance_squared_error", spearman(variance, error**2), "1")
         for k, fraction in coverage(error, sigma).items():
-            add(f"within_{k}_sigma", fraction, gaussian=float(2 * _normal_cdf(k) - 1))
-        add("test_rmse", np.sqrt(np.mean(error**2)))
-        add("validation_rmse", np.sqrt(np.mean(e_valid**2)))
-        add("mean_pr", np.mean(1.0 / p_test["variance"]))
+            add(f"within_{k}_sigma", fraction, "1", gaussian=float(2 * _normal_cdf(k) - 1))
+        add("test_rmse", np.sqrt(np.mean(error**2)), unit)
+        add("validation_rmse", np.sqrt(np.mean(e_valid**2)), unit)
+        add("mean_pr", np.mean(1.0 / p_test["variance"]), f"1/({unit})^2")
         per_bin = int(s.per_bin[need.dataset])
-        if per_bin <= len(test):
+        if per_bin <= len(test):  # value: the bin's mean squared error; variance: its mean calibrated variance
             v, e2 = binned(variance, error**2, per_bin)
             for b, (vb, eb) in enumerate(zip(v, e2)):
-                add("bin_squared_error", eb, bin=b, variance=vb, per_bin=per_bin)
+                add("bin_squared_error", eb, f"({unit})^2", bin=b, variance=vb, per_bin=per_bin)
         else:
             log.warning("%s: %d test structures, fewer than a bin of %d: no binned points", need.model, len(test),
                         per_bin)

@@ -70,16 +70,25 @@ def normalised_lpr(lpr: np.ndarray) -> np.ndarray:
 
 def committee(runs) -> tuple[str, list[str]]:
     """The main run (the first) and its members (the others: ``<main>-x<k>of<K>``), checked."""
+    import re
+
     main, members = runs[0], list(runs[1:])
-    if parse_run(main).left_out is not None:
+    head = parse_run(main)
+    if head.left_out is not None:
         raise ValueError(f"experiment.models: the first run is the main model; {main!r} leaves a block out")
     if len(members) < 2:
         raise ValueError(f"experiment.models: a committee needs at least 2 members besides {main!r}, got {members}")
+    blocks = set()
     for run in members:
         key = parse_run(run)
-        if key.left_out is None or key.selection.split("-x")[0] != main:
-            raise ValueError(f"experiment.models: committee member {run!r} must be {main}-x<k>of<K> (the main "
-                             "training set without its block k of K)")
+        if key.left_out is None or re.sub(r"-x[0-9]+of[0-9]+", "", key.selection) != head.selection \
+                or key.seed != head.seed:
+            raise ValueError(f"experiment.models: committee member {run!r} must be {head.selection}-x<k>of<K> "
+                             f"(the main training set without its block k of K) with the main run's seed")
+        blocks.add(key.left_out[1])
+    if len(blocks) != 1:
+        raise ValueError(f"experiment.models: the members of {main!r} cut its training set into {sorted(blocks)} "
+                         "blocks: one K for all, so that the left-out blocks are disjoint")
     return main, members
 
 

@@ -39,3 +39,19 @@ def test_normalised_relative_difference_by_hand(rng):
     assert normalised_relative_difference(model, reference) == pytest.approx(expected, rel=1e-14)
     with pytest.raises(ValueError, match="positive"):
         normalised_relative_difference(np.array([0.0, 1.0, 1.0]), reference)
+
+
+def test_a_committee_is_the_main_run_less_one_block_of_one_cut():
+    from experiments.fig2_local_variance_vs_lpr import committee
+
+    assert committee(["n500", "n500-x0of10", "n500-x1of10"]) == ("n500", ["n500-x0of10", "n500-x1of10"])
+    assert committee(["n500-seed1", "n500-x0of10-seed1", "n500-x3of10-seed1"])[0] == "n500-seed1"
+    for runs, message in [
+        (["n500-x0of10", "n500-x1of10", "n500-x2of10"], "leaves a block out"),
+        (["n500", "n500-x0of10"], "at least 2 members"),
+        (["n500", "n500-x0of10", "n400-x1of10"], "must be n500-x<k>of<K>"),
+        (["n500", "n500-x0of10", "n500-x1of10-seed2"], "with the main run's seed"),
+        (["n500", "n500-x0of10", "n500-x1of4"], r"into \[4, 10\] blocks: one K for all"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            committee(runs)

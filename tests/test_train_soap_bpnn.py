@@ -145,7 +145,7 @@ def test_the_files_load_in_a_fresh_process(trained):
     ("model.soap.atomic_gaussian_width=0.3", "has no density smearing; set it to null"),
     ("model.hidden_layers=[64,32]", r"hidden_layers=\[64, 32\]: metatrain's BPNN has one or more hidden layers of one"),
     ("model.target=forces", "target 'forces' is not one of"),
-    ("model.checkpoint_epochs=[0,3]", r"checkpoint_epochs=\[0, 3\] must be distinct epochs in \[0, max_epochs"),
+    ("model.checkpoint_epochs=[0,0]", r"checkpoint_epochs=\[0, 0\] must be distinct epochs >= 0"),
     ("model.checkpoint_epochs=[] model.checkpoint_runs=[n8]", "keep no checkpoint: checkpoint_epochs is empty"),
 ])
 def test_settings_metatrain_cannot_honour_are_refused(override, message):
@@ -171,6 +171,12 @@ def test_the_papers_settings_as_metatrain_options():
     assert arch["model"]["soap"] == {"cutoff": {"radius": 5.0, "width": 0.5}, "max_radial": 9, "max_angular": 9}
     assert arch["model"]["bpnn"] == {"num_hidden_layers": 2, "num_neurons_per_layer": 64}
     assert arch["training"]["num_epochs"] == 2500 and arch["training"]["checkpoint_interval"] == 2501
+    # an epoch beyond the training is refused for the runs that keep checkpoints only
+    short = typed(compose(["model=soap_bpnn", "dataset=qm9", "scale=paper", "model.max_epochs=200"]).model)
+    check(short)
+    assert options(short, Path("/data"), seed=0, device="cpu", n_train=100, run="n500")["architecture"]
+    with pytest.raises(ValueError, match=r"run n10000: checkpoint_epochs=\[0, 20.*below max_epochs = 200"):
+        options(short, Path("/data"), seed=0, device="cpu", n_train=100, run="n10000")
     # Fig 3a's run writes a checkpoint every gcd(0, 20, 40, ..., 220) = 20 epochs (and keeps the listed ones)
     fig3 = options(paper, Path("/data"), seed=0, device="cuda", n_train=10000, run="n10000")["architecture"]
     assert fig3["training"]["checkpoint_interval"] == 20  # the paper's SOAP_BPNN_train.yaml: 20

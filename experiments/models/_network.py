@@ -163,8 +163,11 @@ def predictions(llpr, frames, reduce: str, batch_size: int = 16) -> dict[str, np
         g, energy, reference = g / counts[:, None], energy / counts, reference / counts
     elif reduce != "sum":
         raise ValueError(f"reduce must be 'mean' or 'sum', got {reduce!r}")
+    local = out["phi"]
+    if getattr(ll, "aggregation", "sum") == "avg":  # an averaging model's features are divided by the atom count:
+        local = local * counts[structure, None]  # an atom's own readout, as rigidity's LLPR.predict takes it
     return dict(energy=energy, reference=reference, variance=np.asarray(llpr.hessian.variance(g)), n_atoms=counts,
-                lpr=np.asarray(llpr.hessian.lpr(out["phi"])), local=out["phi"] @ ll.weights + out["constants"],
+                lpr=np.asarray(llpr.hessian.lpr(local)), local=out["phi"] @ ll.weights + out["constants"],
                 structure=structure, numbers=np.concatenate([a.numbers for a in frames]))
 
 

@@ -64,9 +64,9 @@ def check(model: Config) -> None:
     if model.dtype not in PRECISION:
         raise ValueError(f"model {model.name}: dtype {model.dtype!r} is not one of {sorted(PRECISION)}")
     epochs = list(model.checkpoint_epochs)
-    if any(e < 0 or e >= model.max_epochs for e in epochs) or len(set(epochs)) != len(epochs):
-        raise ValueError(f"model {model.name}: checkpoint_epochs={epochs} must be distinct epochs in [0, "
-                         f"max_epochs = {model.max_epochs}) (metatrain counts from 0)")
+    if any(e < 0 for e in epochs) or len(set(epochs)) != len(epochs):
+        raise ValueError(f"model {model.name}: checkpoint_epochs={epochs} must be distinct epochs >= 0 (metatrain "
+                         "counts from 0)")
     if list(model.checkpoint_runs) and not epochs:
         raise ValueError(f"model {model.name}: checkpoint_runs={list(model.checkpoint_runs)} keep no checkpoint: "
                          "checkpoint_epochs is empty")
@@ -80,6 +80,9 @@ def checkpoint_interval(model: Config, run: str) -> int | None:
     epochs = [int(e) for e in model.checkpoint_epochs]
     if run not in set(model.checkpoint_runs) or not epochs:
         return None
+    if max(epochs) >= model.max_epochs:
+        raise ValueError(f"model {model.name}, run {run}: checkpoint_epochs={epochs} must be below max_epochs = "
+                         f"{model.max_epochs} (metatrain counts from 0)")
     return math.gcd(*epochs) or model.max_epochs + 1  # only epoch 0: no later checkpoint
 
 
@@ -167,7 +170,7 @@ def _global_state_kept():
 def _only_checkpoints(epochs: list[int]):
     """metatrain's trainer writes the epoch checkpoints ``model_<e>.ckpt`` of these epochs only (every other file
     as it would): a checkpoint holds the model, its best state and Adam's moments (about 100 MB at the paper's
-    SOAP), and the paper's Fig 3 wants a few epochs of 2,500 whose gcd is 10."""
+    SOAP), and the paper's Fig 3 wants a few epochs of 2,500 whose gcd is 20."""
     import re
 
     from metatrain.soap_bpnn.trainer import Trainer

@@ -315,7 +315,6 @@ class MetatomicLastLayer(LastLayer):
     def _compute(self, frames, forces, stress, reduce, batch_size, mode):
         import torch
 
-
         self._check_elements(frames)
         with torch.jit.optimized_execution(self.optimize):
             return self._compute_batches(frames, forces, stress, reduce, batch_size, mode)
