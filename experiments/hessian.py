@@ -53,10 +53,6 @@ def accumulate(cfg: DictConfig):
     ds = dataset_config(cfg)
     model = typed(cfg.model)
     module = model_module(model.module)
-    if model.kind != "linear":
-        raise NotImplementedError(f"model {model.name}: Hessians of last-layer network features are not implemented "
-                                  "as shards: a network's last-layer H is built by rigidity.last_layer.LLPR in its "
-                                  "figure's analysis (experiments.models._network.paper_llpr)")
     if hasattr(module, "check"):
         module.check(model)
     frames = read_frames(input_path(cfg, data_key(ds.name)), energy_key=None, forces_key=None)
@@ -65,19 +61,38 @@ def accumulate(cfg: DictConfig):
         raise ValueError(f"rows {cfg.rows} of {ds.name} select {len(rows)} structures, fewer than the "
                          f"n_shards={cfg.n_shards} shards of scale.hessian_shards: lower it for this scale")
     part = np.array_split(rows, int(cfg.n_shards))[int(cfg.shard)]
-    G = module.hessian_rows(model, [frames[i] for i in part])
-    h = Hessian(G.shape[1], regularizer=float(model.rigidity.regularizer)).add(G)
+    if model.kind == "network":  # the last-layer rows of the network trained on these rows (its train_model job)
+        h = _network_shard(cfg, model, frames, rows, part)
+    else:
+        G = module.hessian_rows(model, [frames[i] for i in part])
+        h = Hessian(G.shape[1], regularizer=float(model.rigidity.regularizer)).add(G)
     h.metadata.update(
         feature_set=feature_set(hessian_section(to_plain(cfg.model)), to_plain(ds.training), ds.name, str(cfg.rows),
                                 frames_fingerprint(frames)),
         model=model.name, dataset=ds.name, rows=str(cfg.rows), n_selected=int(len(rows)), scale=cfg.scale.name,
-        descriptor=json.dumps(to_plain(cfg.model.descriptor), sort_keys=True),
+        descriptor=json.dumps(to_plain(cfg.model.get("descriptor")), sort_keys=True),
         reference_method=reference_methods([frames[i] for i in rows]),
         shard=f"{int(cfg.shard)}/{int(cfg.n_shards)}",
     )
     log.info("%s on %s, rows %s: shard %d of %d, %d of %d rows", model.name, ds.name, cfg.rows, cfg.shard,
              cfg.n_shards, len(part), len(rows))
     return h
+
+
+def _network_shard(cfg: DictConfig, model, frames, rows, part):
+    """H of one shard of a network's training rows (:func:`experiments.models._network.paper_llpr`: its energy or
+    its force rows, ``rigidity.rows``), from the model of run ``cfg.rows``, which must have been trained on them."""
+    from .layout import model_key
+    from .models._network import paper_llpr, trained
+
+    net = trained(input_path(cfg, model_key(model.name, cfg.dataset.name, str(cfg.rows))), frames)
+    if net.rows != [int(i) for i in rows]:
+        raise ValueError(f"rows {cfg.rows}: the model was trained on other rows of {cfg.dataset.name} "
+                         f"({len(net.rows)} structures) than the {len(rows)} this key selects now")
+    llpr = paper_llpr(net.last_layer(), model).fit([frames[i] for i in part])
+    log.info("%s: %s rows of %d structures, %d last-layer features", model.name, model.rigidity.rows, len(part),
+             llpr.last_layer.n_features)
+    return llpr.hessian
 
 
 def merge(cfg: DictConfig):

@@ -105,6 +105,52 @@ def test_the_networks_of_figs_1_to_3_and_their_tables(smoke_run):
 
 
 @pytest.mark.slow
+def test_the_coarse_grained_water_md_of_figs_8_and_9(smoke_run):
+    """One train_model, Hessian and run_md job per run; each trajectory reloads with the PR and LPR of every frame
+    as the model and its H give them; Fig 9 shows the hot run's first unstable frame; every table says that the
+    reference is classical water."""
+    import ase.io
+    import numpy as np
+
+    from experiments._tables import read_table
+    from experiments.datasets.io import read_frames
+    from experiments.fig8_cg_water import llpr_of
+    from experiments.models._network import subset
+
+    results = smoke_run / "results" / "smoke"
+    frames = read_frames(results / "data" / "cg_water.extxyz", energy_key=None, forces_key=None)
+    table = read_table(results / "tables" / "fig8_cg_water.csv")
+    fig8, floor = table[table["model"] == "mace_cg"], table[table["model"] == "reference"]
+    assert list(fig8["run"]) == ["n2-b0", "n4-b0"] and list(fig8["n_train"]) == [2, 4]
+    assert len(floor) == 4 and (floor["gr_l1"] > 0).all()  # windows of the reference: the sampling noise
+    assert all("SPC/E" in m and "not DFT" in m for m in fig8["reference_method"])
+    for run in ("n2-b0", "n4-b0"):
+        traj = ase.io.read(results / "trajectories" / "cg_water_nvt" / "mace_cg" / "cg_water" / run /
+                           "trajectory.extxyz", ":")
+        assert [a.info["step"] for a in traj] == [0, 5, 10, 15, 20] and traj[-1].info["md_status"] == "completed"
+        np.testing.assert_allclose(traj[0].positions, subset(frames, "test")[0].positions, atol=1e-7)
+        inputs = {f"models/mace_cg/cg_water/{run}": results / "models" / "mace_cg" / "cg_water" / run /
+                  "manifest.json", f"hessians/mace_cg/cg_water/{run}": results / "hessians" / "mace_cg" /
+                  "cg_water" / run / "hessian.npz"}
+        _, llpr = llpr_of({"inputs": {k: str(v) for k, v in inputs.items()}}, "mace_cg", "cg_water", run, frames)
+        for a in traj[::2]:
+            phi, _ = llpr.last_layer.features([a])
+            np.testing.assert_allclose(a.arrays["lpr"], llpr.hessian.lpr(phi), rtol=1e-6)
+            np.testing.assert_allclose(a.info["pr"], 1 / llpr.hessian.variance(phi.sum(0, keepdims=True))[0],
+                                       rtol=1e-8)
+        row = fig8[fig8["run"] == run].iloc[0]
+        assert row["stable"] and row["n_frames"] == 5 and row["gr_l1"] > 0 and row["test_force_rmse"] > 0
+    fig9 = read_table(results / "tables" / "fig9_cg_water_instability.csv")
+    assert set(fig9["trajectory"]) == {"cg_water_hot/mace_cg/cg_water/n2-b0"}
+    unstable = fig9[fig9["frame"] == "unstable"]
+    assert unstable["md_status"].iloc[0].startswith("unstable: ")
+    shown = ase.io.read(results / "tables" / "fig9_cg_water_instability.frames.extxyz", ":")
+    assert [a.info["frame"] for a in shown] == ["initial", "unstable"]
+    assert shown[0].arrays["lpr"].mean() == pytest.approx(1.0, rel=1e-6)  # normalised by the initial frame
+    assert int(shown[1].arrays["contact"].sum()) >= 2  # the pair that stopped the run is in close contact
+
+
+@pytest.mark.slow
 def test_a_model_config_value_reruns_its_fits_and_their_figure_only(smoke_run):
     with edited(smoke_run / "config" / "model" / "ace.yaml", "  ridge_alpha: 1.0e-3", "  ridge_alpha: 2.0e-3"):
         counts = dry_run(smoke_run)

@@ -15,6 +15,7 @@ from ..config import ModelConfig
 class NetworkRigidity:
     regularizer: float = 2.5e-11  # sigma^2 added to the last-layer covariance (sigma = 5e-6, SETTINGS.md)
     reduce: str = MISSING  # structure rows of the PR: mean (atom-averaged) | sum of the last-layer features
+    rows: str = "energies"  # the training rows H sums: energies (Figs 1-3) | forces (force matching, Figs 8-9)
 
 
 @dataclass
@@ -83,10 +84,30 @@ def paper_llpr(ll, model: NetworkConfig):
     from rigidity.last_layer import LLPR
 
     reduce = model.rigidity.reduce
+    rows = getattr(model.rigidity, "rows", None) or "energies"  # manifests written before the key: energy rows
     if reduce not in ("mean", "sum"):
         raise ValueError(f"model {model.name}: rigidity.reduce must be 'mean' or 'sum', got {reduce!r}")
-    return LLPR(ll, regularizer=model.rigidity.regularizer, energy_weight=1.0, force_weight=0.0,
-                per_atom_energy=reduce == "mean", reduction="sum")
+    if rows not in ("energies", "forces"):
+        raise ValueError(f"model {model.name}: rigidity.rows must be 'energies' or 'forces', got {rows!r}")
+    energies = rows == "energies"
+    return LLPR(ll, regularizer=model.rigidity.regularizer, energy_weight=1.0 if energies else 0.0,
+                force_weight=0.0 if energies else 1.0, per_atom_energy=reduce == "mean", reduction="sum",
+                energy_key="energy", forces_key="forces")
+
+
+def llpr_with(ll, model: NetworkConfig, hessian):
+    """:func:`paper_llpr` of ``ll`` with H read from an accumulate_hessian / merge_hessian file (a
+    :class:`rigidity.Hessian` of the same features and regulariser), not refitted."""
+    llpr = paper_llpr(ll, model)
+    if hessian.n_features != ll.n_features:
+        raise ValueError(f"the Hessian has {hessian.n_features} features, the model {ll.n_features}: another "
+                         "model's file")
+    if float(hessian.regularizer) != float(model.rigidity.regularizer):
+        raise ValueError(f"the Hessian's regulariser {hessian.regularizer} is not the model's "
+                         f"rigidity.regularizer {model.rigidity.regularizer}")
+    llpr.hessian = hessian
+    llpr.n_train = int(hessian.metadata.get("n_selected", 0))
+    return llpr
 
 
 # -- what the analyses of Figs 1-3 read from a trained network -----------------------------------------------------

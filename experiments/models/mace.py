@@ -3,6 +3,7 @@ training by mace-torch's own ``mace_run_train``."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ class Optimizer:
     batch_size: int = 10  # structures per batch
     patience: int = 100  # epochs without validation improvement before stopping
     ema: bool = True  # exponential moving average of the weights
+    eval_interval: int | None = 1  # epochs between validation passes (mace's --eval_interval; the model kept is the
+    # best evaluated one); null: the first and the last epoch only (max_epochs - 1), so the last is always evaluated
 
 
 @dataclass
@@ -31,6 +34,9 @@ class Config(NetworkConfig):
     forces_weight: float = 100.0  # weight of the force term of energy_forces (mace-torch's default; energies: 1)
     E0: Any = None  # eV per atom: a number, "isolated_atom_energy" (the dataset's info key), or null (none)
     last_layer_features: int | None = None  # expected number of last-layer features (a check), e.g. 144
+    frame_passes: int | None = None  # when set, max_epochs = ceil(frame_passes / training frames): every training-set
+    # size trains as long, in structures seen (the quick scale of Figs 8-9); null: max_epochs for every size
+    dtype: str = "float64"  # training precision (mace's --default_dtype; the rigidities are computed in float64)
     optimizer: Optimizer = field(default_factory=Optimizer)
 
 
@@ -52,6 +58,25 @@ def loss_weights(model: Config) -> dict[str, float]:
     return weights
 
 
+def epochs(model: Config, n_train: int) -> int:
+    """Training epochs for ``n_train`` structures: ``max_epochs``, or ``ceil(frame_passes / n_train)``."""
+    if model.frame_passes is None:
+        return int(model.max_epochs)
+    if not (isinstance(model.frame_passes, int) and model.frame_passes >= 1):
+        raise ValueError(f"model {model.name}: frame_passes must be an integer >= 1 or null, got "
+                         f"{model.frame_passes!r}")
+    return max(1, math.ceil(model.frame_passes / max(n_train, 1)))
+
+
+def _eval_interval(model: Config, n_train: int) -> int:
+    if model.optimizer.eval_interval is None:
+        return max(epochs(model, n_train) - 1, 1)
+    if model.optimizer.eval_interval < 1:
+        raise ValueError(f"model {model.name}: optimizer.eval_interval must be >= 1 or null, got "
+                         f"{model.optimizer.eval_interval}")
+    return int(model.optimizer.eval_interval)
+
+
 def _labelled(frames, path: Path, energies: bool) -> None:
     """Write structures for mace_run_train with its REF_ keys (ASE would hide plain 'energy' in a calculator)."""
     import ase.io
@@ -71,9 +96,12 @@ def _labelled(frames, path: Path, energies: bool) -> None:
 
 
 def _e0s(model: Config, frames) -> dict[int, float] | None:
-    if model.E0 is None:
-        return None
+    """The E0s mace_run_train is given: the config's, none (mace's "average" of the training energies), or 0 per
+    species for a forces-only loss: without energies the energy is defined up to a constant, and mace's "average"
+    of no energies would make every predicted energy NaN."""
     species = sorted({int(z) for atoms in frames for z in atoms.numbers})
+    if model.E0 is None:
+        return {z: 0.0 for z in species} if model.loss == "forces" else None
     if isinstance(model.E0, str):
         values = {float(atoms.info[model.E0]) for atoms in frames if model.E0 in atoms.info}
         if len(values) != 1:
@@ -101,12 +129,12 @@ def command(model: Config, workdir: Path, seed: int, e0s: dict | None, has_valid
            "--model", "MACE", "--hidden_irreps", model.hidden_irreps, "--r_max", str(model.r_max),
            "--correlation", str(model.correlation), "--max_ell", str(model.max_ell), "--num_interactions", "2",
            "--MLP_irreps", "16x0e", "--batch_size", str(min(model.optimizer.batch_size, n_train)),
-           "--max_num_epochs", str(model.max_epochs), "--patience", str(model.optimizer.patience),
+           "--max_num_epochs", str(epochs(model, n_train)), "--patience", str(model.optimizer.patience),
            "--energy_key", "REF_energy", "--forces_key", "REF_forces", "--device", device,
-           "--default_dtype", "float64", "--seed", str(seed), "--work_dir", str(workdir),
+           "--default_dtype", model.dtype, "--seed", str(seed), "--work_dir", str(workdir),
            "--loss", "weighted" if model.loss == "energy_forces" else "forces_only",
            "--energy_weight", str(loss["energy_weight"]), "--forces_weight", str(loss["forces_weight"]),
-           "--save_cpu"]
+           "--eval_interval", str(_eval_interval(model, n_train)), "--save_cpu"]
     cmd += ["--valid_file", str(workdir / "valid.xyz")] if has_valid else ["--valid_fraction", "0.1"]
     cmd += ["--E0s", repr(e0s)] if e0s is not None else ["--E0s", "average"]
     if model.optimizer.ema:
@@ -161,7 +189,8 @@ def train(model: Config, frames, rows, key, cfg) -> dict[str, Any]:
         raise RuntimeError(f"model {model.name}: {ll.n_features} last-layer features, the config expects "
                            f"{model.last_layer_features}")
     return dict(model=model.name, package="mace-torch", file="model.model", n_train=len(train_frames),
-                n_valid=len(valid), seed=seed, device=device, last_layer_features=ll.n_features,
+                n_valid=len(valid), seed=seed, device=device, epochs=epochs(model, len(train_frames)),
+                last_layer_features=ll.n_features,
                 loss=dict(kind=model.loss, per_atom_energy=True, reduction="mean", **loss_weights(model)),
                 E0s={str(z): v for z, v in (e0s or {}).items()}, fingerprint=frames_fingerprint(train_frames),
                 reference_method=reference_methods(train_frames), model_config=to_plain(cfg.model),

@@ -73,8 +73,10 @@ def get_hessian_shards(wildcards):
 
 
 def get_md_inputs(wildcards):
+    """The dataset (start frame), the trained network and H of its own training rows (the PR along the run)."""
     return {"data": PLAN.path(layout.data_key(wildcards.dataset)),
-            "model": PLAN.path(layout.model_key(wildcards.model, wildcards.dataset, wildcards.run))}
+            "model": PLAN.path(layout.model_key(wildcards.model, wildcards.dataset, wildcards.run)),
+            "hessian": PLAN.path(layout.hessian_key(wildcards.model, wildcards.dataset, wildcards.run))}
 
 
 def get_named_inputs(experiment):
@@ -87,9 +89,11 @@ def get_stage_inputs(wildcards, input):
     keys = {"data": layout.data_key(wildcards.dataset)}
     if "features" in input.keys():
         keys["features"] = layout.features_key(wildcards.model, wildcards.dataset, "structures")
+    run = getattr(wildcards, "rows", None) or getattr(wildcards, "run", None)
     if "model" in input.keys():
-        keys["model"] = layout.model_key(wildcards.model, wildcards.dataset, getattr(wildcards, "rows", None)
-                                         or wildcards.run)
+        keys["model"] = layout.model_key(wildcards.model, wildcards.dataset, run)
+    if "hessian" in input.keys():
+        keys["hessian"] = layout.hessian_key(wildcards.model, wildcards.dataset, run)
     return hydra_dict({keys[name]: path for name, path in input.items()})
 
 
