@@ -35,6 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 from omegaconf import MISSING, DictConfig
 
+from .cg_structure import min_distance  # the smallest minimum-image bead distance (A)
+
 __all__ = ["MDConfig", "run", "instability"]
 
 log = logging.getLogger(__name__)
@@ -68,13 +70,6 @@ def _check(md: MDConfig) -> None:
             raise ValueError(f"md {md.name}: {key} must be an integer >= 1, got {getattr(md, key)!r}")
     if md.start_index < 0:
         raise ValueError(f"md {md.name}: start_index must be >= 0, got {md.start_index}")
-
-
-def min_distance(atoms) -> float:
-    """The smallest minimum-image distance between two atoms (A)."""
-    d = atoms.get_all_distances(mic=True)
-    d[np.diag_indices_from(d)] = np.inf
-    return float(d.min())
 
 
 def instability(atoms, forces, energy, stop_min_distance: float, stop_max_force: float) -> str | None:
